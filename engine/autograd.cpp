@@ -1,0 +1,111 @@
+// autograd.cpp — topological backward with gradient accumulation, and the no-grad scope.
+#include "engine/autograd.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+namespace edl {
+
+static thread_local bool g_grad_enabled = true;
+
+bool grad_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+
+void accumulate(Tensor& dst, const Tensor& src) {
+  EDL_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(),
+            "gradient accumulation: {} {} += {} {}", shape_str(dst.shape()), dtype_name(dst.dtype()),
+            shape_str(src.shape()), dtype_name(src.dtype()));
+  with_floating(dst.dtype(), "accumulate", [&](auto tag) {
+    using T = decltype(tag);
+    T* d = dst.data<T>();
+    const T* s = src.data<T>();
+    for (int64_t i = 0; i < dst.numel(); ++i) d[i] += s[i];
+  });
+}
+
+// Nodes in an order where every node comes after all nodes that consume its output
+// (reverse post-order of a depth-first search from the root). Iterative: deep networks
+// would overflow the stack of a recursive walk. The list owns the nodes, so that freeing one
+// node's inputs during backward cannot destroy a node still to be visited.
+static std::vector<std::shared_ptr<Node>> topological_order(const std::shared_ptr<Node>& root) {
+  std::vector<std::shared_ptr<Node>> post;
+  std::unordered_set<Node*> seen{root.get()};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{root, 0}};
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (next < node->inputs.size()) {
+      std::shared_ptr<Node> child = node->inputs[next++].grad_fn();
+      if (child && seen.insert(child.get()).second) stack.emplace_back(std::move(child), 0);
+    } else {
+      post.push_back(node);
+      stack.pop_back();
+    }
+  }
+  return {post.rbegin(), post.rend()};
+}
+
+static void add_into(Tensor& slot, const Tensor& g) {
+  if (!slot.defined()) slot = g;  // first contribution: take it (backward kernels return fresh tensors)
+  else accumulate(slot, g);
+}
+
+void backward(const Tensor& y, const Tensor& dy_in) {
+  EDL_CHECK(y.requires_grad(), "backward: the tensor does not require grad (no input of its graph has requires_grad)");
+  Tensor dy = dy_in;
+  if (!dy.defined()) {
+    EDL_CHECK(y.numel() == 1, "backward: a gradient must be given for a non-scalar output of shape {}",
+              shape_str(y.shape()));
+    dy = Tensor::ones(y.shape(), y.dtype());
+  }
+  EDL_CHECK(dy.shape() == y.shape() && dy.dtype() == y.dtype(), "backward: gradient {} {} does not match output {} {}",
+            shape_str(dy.shape()), dtype_name(dy.dtype()), shape_str(y.shape()), dtype_name(y.dtype()));
+
+  if (y.is_leaf()) {
+    Tensor g = y.grad();
+    add_into(g, dy.clone());
+    const_cast<Tensor&>(y).set_grad(g);
+    return;
+  }
+  std::shared_ptr<Node> root = y.grad_fn();
+  EDL_CHECK(!root->released,
+            "backward: the graph was already freed by a previous backward; run the forward again");
+
+  std::unordered_map<Node*, Tensor> grads{{root.get(), dy}};
+  for (const std::shared_ptr<Node>& node : topological_order(root)) {
+    auto it = grads.find(node.get());
+    if (it == grads.end()) continue;  // no gradient reaches this node
+    Tensor g_out = std::move(it->second);
+    grads.erase(it);
+    EDL_CHECK(!node->released, "backward: part of the graph was already freed by a previous backward");
+
+    std::vector<bool> needs(node->inputs.size());
+    for (size_t i = 0; i < needs.size(); ++i)
+      needs[i] = node->op->is_differentiable(i) && node->inputs[i].requires_grad();
+    const BackwardFn& bw = node->variant->backward ? node->variant->backward : node->op->reference().backward;
+    BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, needs};
+    Tensors g_in = bw(ctx);
+
+    for (size_t i = 0; i < needs.size(); ++i) {
+      if (!needs[i]) continue;
+      Tensor& x = node->inputs[i];
+      EDL_CHECK(i < g_in.size() && g_in[i].defined() && g_in[i].shape() == x.shape(),
+                "{}: backward gave no gradient of shape {} for input {} (a bug in the op)", node->op->name,
+                shape_str(x.shape()), i);
+      if (x.is_leaf()) {
+        Tensor g = x.grad();
+        add_into(g, g_in[i]);
+        x.set_grad(g);
+      } else {
+        add_into(grads[x.grad_fn().get()], g_in[i]);
+      }
+    }
+    // Free this node's part of the graph: activations are the bulk of training memory.
+    node->inputs.clear();
+    node->saved.clear();
+    node->y = Tensor();
+    node->released = true;
+  }
+}
+
+}  // namespace edl

@@ -1,0 +1,93 @@
+// batch_norm2d.cpp — op definition of batch_norm2d.
+// Inputs: x (N,C,H,W), weight (C), bias (C), running_mean (C), running_var (C).
+// Attributes: training (1: batch statistics, and the running averages are updated in place;
+// 0: running statistics), momentum (0.1), eps (1e-5) — PyTorch's defaults.
+// Variants: reference.
+#include <cmath>
+
+#include "kernels/batch_norm2d/batch_norm2d_reference.h"
+#include "kernels/common/op_util.h"
+
+namespace edl {
+
+OpDef make_batch_norm2d() {
+  OpDef op;
+  op.name = "batch_norm2d";
+  op.summary = "batch normalization per channel; training mode updates the running statistics";
+  op.min_inputs = op.max_inputs = 5;
+  op.differentiable = {true, true, true, false, false};
+  op.shape = [](const Tensors& in, const Attrs&) {
+    expect_same_floating("batch_norm2d", in);
+    expect_ndim("batch_norm2d", "x", in[0], 4, "(N,C,H,W)");
+    const Shape c{in[0].dim(1)};
+    expect_shape("batch_norm2d", "weight", in[1], c);
+    expect_shape("batch_norm2d", "bias", in[2], c);
+    expect_shape("batch_norm2d", "running_mean", in[3], c);
+    expect_shape("batch_norm2d", "running_var", in[4], c);
+    return in[0].shape();
+  };
+  // normalize (2 flops: subtract/scale folded to one fma) + statistics (3 per element)
+  op.flops = [](const Tensors& in, const Attrs& a) {
+    return static_cast<double>(in[0].numel()) * (a.i("training", 1) ? 5.0 : 2.0);
+  };
+  op.samples = [] {
+    auto s = [](std::string name, Shape x, int64_t training, bool grad = true) {
+      int64_t C = x[1];
+      return Sample{std::move(name),
+                    {{x}, {{C}}, {{C}}, {{C}}, {{C}, DType::f32, Fill::positive}},
+                    {{"training", training}, {"momentum", 0.1}, {"eps", 1e-5}},
+                    grad};
+    };
+    return std::vector<Sample>{
+        s("train 2x3x4x4", {2, 3, 4, 4}, 1),       s("train 1x1x3x1", {1, 1, 3, 1}, 1),
+        s("eval 2x3x4x4", {2, 3, 4, 4}, 0),        s("train 5x2x3x3", {5, 2, 3, 3}, 1),
+        s("resnet20 layer1 train 16x16x32x32", {16, 16, 32, 32}, 1, false),
+        s("resnet20 layer3 eval 16x64x8x8", {16, 64, 8, 8}, 0, false),
+    };
+  };
+
+  Variant ref;
+  ref.name = "reference";
+  ref.forward = [](ForwardCtx& c) {
+    Tensor x = c.inputs[0], rm = c.inputs[3], rv = c.inputs[4];
+    const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    const bool training = c.attrs.i("training", 1) != 0;
+    const double eps = c.attrs.f("eps", 1e-5);
+    EDL_CHECK(!training || N * HW > 1, "batch_norm2d: training needs more than one value per channel, got x of shape {}",
+              shape_str(x.shape()));
+    Tensor mean = Tensor::empty({C}, x.dtype()), invstd = Tensor::empty({C}, x.dtype());
+    Tensor y = Tensor::empty(c.out_shape, x.dtype());
+    with_floating(x.dtype(), "batch_norm2d", [&](auto t) {
+      using T = decltype(t);
+      if (training) {
+        batch_norm2d_stats_reference(x.data<T>(), mean.data<T>(), invstd.data<T>(), rm.data<T>(), rv.data<T>(), N, C, HW,
+                                     c.attrs.f("momentum", 0.1), eps);
+      } else {
+        for (int64_t k = 0; k < C; ++k) {
+          mean.data<T>()[k] = rm.data<T>()[k];
+          invstd.data<T>()[k] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(rv.data<T>()[k]) + eps));
+        }
+      }
+      batch_norm2d_forward_reference(x.data<T>(), c.inputs[1].data<T>(), c.inputs[2].data<T>(), mean.data<T>(),
+                                     invstd.data<T>(), y.data<T>(), N, C, HW);
+    });
+    c.saved = {mean, invstd};
+    return y;
+  };
+  ref.backward = [](BackwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensors g{grad_buffer(c.needs_grad[0], x), grad_buffer(c.needs_grad[1], c.inputs[1]),
+              grad_buffer(c.needs_grad[2], c.inputs[2]), Tensor(), Tensor()};
+    with_floating(x.dtype(), "batch_norm2d", [&](auto t) {
+      using T = decltype(t);
+      batch_norm2d_backward_reference(x.data<T>(), c.inputs[1].data<T>(), c.saved[0].data<T>(), c.saved[1].data<T>(),
+                                      c.dy.data<T>(), ptr_or_null<T>(g[0]), ptr_or_null<T>(g[1]), ptr_or_null<T>(g[2]),
+                                      x.dim(0), x.dim(1), x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0);
+    });
+    return g;
+  };
+  op.variants = {ref};
+  return op;
+}
+
+}  // namespace edl

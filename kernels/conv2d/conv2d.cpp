@@ -1,0 +1,97 @@
+// conv2d.cpp — op definition of conv2d: x (N,C,H,W), w (OC,C/groups,KH,KW), optional b (OC).
+// Attributes: stride (1), padding (0), groups (1). Variants: reference.
+#include "kernels/common/op_util.h"
+#include "kernels/conv2d/conv2d_reference.h"
+
+namespace edl {
+
+static Conv2dShape conv2d_shape(const Tensors& in, const Attrs& a) {
+  const Tensor &x = in[0], &w = in[1];
+  expect_ndim("conv2d", "x", x, 4, "(N,C,H,W)");
+  expect_ndim("conv2d", "weight", w, 4, "(OC,C/groups,KH,KW)");
+  Conv2dShape s{};
+  s.N = x.dim(0), s.C = x.dim(1), s.H = x.dim(2), s.W = x.dim(3);
+  s.OC = w.dim(0), s.KH = w.dim(2), s.KW = w.dim(3);
+  s.stride = a.i("stride", 1), s.padding = a.i("padding", 0), s.groups = a.i("groups", 1);
+  EDL_CHECK(s.groups >= 1 && s.C % s.groups == 0 && s.OC % s.groups == 0,
+            "conv2d: groups={} must divide both input channels C={} and output channels OC={}", s.groups, s.C, s.OC);
+  EDL_CHECK(w.dim(1) == s.C / s.groups, "conv2d: weight has shape {}, expected (OC, C/groups={}, KH, KW) for x of shape {}",
+            shape_str(w.shape()), s.C / s.groups, shape_str(x.shape()));
+  if (in.size() == 3) expect_shape("conv2d", "bias", in[2], {s.OC});
+  s.OH = window_out("conv2d", s.H, s.KH, s.stride, s.padding, "height");
+  s.OW = window_out("conv2d", s.W, s.KW, s.stride, s.padding, "width");
+  return s;
+}
+
+OpDef make_conv2d() {
+  OpDef op;
+  op.name = "conv2d";
+  op.summary = "2-d convolution with stride, zero padding and groups (depthwise when groups = C)";
+  op.min_inputs = 2;
+  op.max_inputs = 3;
+  op.shape = [](const Tensors& in, const Attrs& a) {
+    expect_same_floating("conv2d", in);
+    Conv2dShape s = conv2d_shape(in, a);
+    return Shape{s.N, s.OC, s.OH, s.OW};
+  };
+  // One multiply and one add per weight tap per output element (the bias add is not counted,
+  // as in the usual convention).
+  op.flops = [](const Tensors& in, const Attrs& a) {
+    Conv2dShape s = conv2d_shape(in, a);
+    return 2.0 * static_cast<double>(s.N * s.OC * s.OH * s.OW) * static_cast<double>(s.C / s.groups * s.KH * s.KW);
+  };
+  op.samples = [] {
+    // x (N,C,H,W), OC, K, stride, padding, groups, bias
+    auto s = [](std::string name, Shape x, int64_t OC, int64_t K, int64_t stride, int64_t pad, int64_t groups,
+                bool bias, bool grad = true) {
+      Sample smp{std::move(name), {{x}, {{OC, x[1] / groups, K, K}}}, {{"stride", stride}, {"padding", pad}, {"groups", groups}}, grad};
+      if (bias) smp.inputs.push_back({{OC}});
+      return smp;
+    };
+    return std::vector<Sample>{
+        s("1x1", {2, 3, 4, 4}, 5, 1, 1, 0, 1, true),
+        s("3x3 s1 p1", {2, 3, 5, 5}, 4, 3, 1, 1, 1, true),
+        s("3x3 s2 p1 odd size", {1, 2, 7, 7}, 3, 3, 2, 1, 1, false),
+        s("5x5 p2 no bias", {1, 2, 6, 5}, 2, 5, 1, 2, 1, false),
+        s("3x3 no padding", {2, 2, 6, 6}, 3, 3, 1, 0, 1, true),
+        s("groups=2", {2, 4, 5, 5}, 6, 3, 1, 1, 2, true),
+        s("depthwise 3x3 s2", {2, 4, 6, 6}, 4, 3, 2, 1, 4, false),
+        s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
+        s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
+        s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),
+        s("resnet20 layer3 64->64 8x8", {16, 64, 8, 8}, 64, 3, 1, 1, 1, false, false),
+        s("mobilenetv2 pointwise 96->24 16x16", {16, 96, 16, 16}, 24, 1, 1, 0, 1, false, false),
+        s("mobilenetv2 depthwise 96 16x16", {16, 96, 16, 16}, 96, 3, 1, 1, 96, false, false),
+    };
+  };
+
+  Variant ref;
+  ref.name = "reference";
+  ref.forward = [](ForwardCtx& c) {
+    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
+    Tensor y = Tensor::empty(c.out_shape, c.inputs[0].dtype());
+    with_floating(y.dtype(), "conv2d", [&](auto t) {
+      using T = decltype(t);
+      const T* b = c.inputs.size() == 3 ? c.inputs[2].data<T>() : nullptr;
+      conv2d_forward_reference(c.inputs[0].data<T>(), c.inputs[1].data<T>(), b, y.data<T>(), s);
+    });
+    return y;
+  };
+  ref.backward = [](BackwardCtx& c) {
+    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
+    Tensors g;
+    for (size_t i = 0; i < c.inputs.size(); ++i) g.push_back(grad_buffer(c.needs_grad[i], c.inputs[i]));
+    g.resize(3);
+    with_floating(c.dy.dtype(), "conv2d", [&](auto t) {
+      using T = decltype(t);
+      conv2d_backward_reference(c.inputs[0].data<T>(), c.inputs[1].data<T>(), c.dy.data<T>(), ptr_or_null<T>(g[0]),
+                                ptr_or_null<T>(g[1]), ptr_or_null<T>(g[2]), s);
+    });
+    g.resize(c.inputs.size());
+    return g;
+  };
+  op.variants = {ref};
+  return op;
+}
+
+}  // namespace edl
