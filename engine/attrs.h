@@ -15,8 +15,6 @@
 #include <variant>
 #include <vector>
 
-#include <fmt/ranges.h>
-
 #include "engine/error.h"
 
 namespace edl {
@@ -63,7 +61,11 @@ class Attrs {
       s += k + '=';
       if (auto* n = std::get_if<int64_t>(&v)) s += std::to_string(*n);
       else if (auto* d = std::get_if<double>(&v)) s += fmt::format("{:g}", *d);
-      else s += fmt::format("[{}]", fmt::join(std::get<std::vector<int64_t>>(v), ","));
+      else {
+        std::vector<std::string> items;
+        for (int64_t n : std::get<std::vector<int64_t>>(v)) items.push_back(std::to_string(n));
+        s += '[' + join(items, ",") + ']';
+      }
     }
     return s;
   }

@@ -9,6 +9,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace edl {
 
@@ -22,5 +23,13 @@ class Error : public std::runtime_error {
   do {                                                        \
     if (!(cond)) throw ::edl::Error(fmt::format(__VA_ARGS__)); \
   } while (0)
+
+// "a, b, c", for the lists in error messages ("unknown model 'x' (known: a, b, c)").
+// (fmt::join would do, but GCC 12 warns inside fmt 9 when it is used: a false positive.)
+inline std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
+  std::string s;
+  for (const std::string& item : items) s += (s.empty() ? "" : sep) + item;
+  return s;
+}
 
 }  // namespace edl

@@ -25,17 +25,17 @@ const std::vector<OpDef>& all_ops() {
 const OpDef& op(const std::string& name) {
   for (const OpDef& o : all_ops())
     if (o.name == name) return o;
-  std::string known;
-  for (const OpDef& o : all_ops()) known += " " + o.name;
-  throw Error(fmt::format("unknown op '{}' (known:{})", name, known));
+  std::vector<std::string> known;
+  for (const OpDef& o : all_ops()) known.push_back(o.name);
+  throw Error(fmt::format("unknown op '{}' (known: {})", name, join(known)));
 }
 
 const Variant& OpDef::variant(const std::string& v) const {
   for (const Variant& x : variants)
     if (x.name == v) return x;
-  std::string known;
-  for (const Variant& x : variants) known += " " + x.name;
-  throw Error(fmt::format("{}: unknown variant '{}' (known:{})", name, v, known));
+  std::vector<std::string> known;
+  for (const Variant& x : variants) known.push_back(x.name);
+  throw Error(fmt::format("{}: unknown variant '{}' (known: {})", name, v, join(known)));
 }
 
 const char* judge_name(Judge j) {

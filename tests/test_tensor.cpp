@@ -27,7 +27,7 @@ TEST_CASE("tensor: from() fills row-major and checks the count", "[tensor]") {
   CHECK_THROWS_WITH(Tensor::from({2, 2}, {1, 2, 3}), Catch::Contains("3 values given for shape (2,2)"));
 }
 
-TEST_CASE("tensor: views share storage; reshape infers -1", "[tensor]") {
+TEST_CASE("tensor: views share storage, reshape infers -1", "[tensor]") {
   Tensor t = Tensor::from({2, 3}, {0, 1, 2, 3, 4, 5});
   Tensor v = t.view({3, -1});
   CHECK(v.shape() == Shape{3, 2});

@@ -1,0 +1,233 @@
+// optim.cpp — the update loops of SGD and AdamW, and the learning-rate schedules.
+//
+// The updates are plain loops over the elements of each parameter, written in the element
+// type T of the parameter (f32 or f64) with the scalar arithmetic in double. They run under
+// NoGradGuard: an optimizer step is not part of the model and must not be recorded.
+#include "engine/optim.h"
+
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/registry.h"
+
+namespace edl {
+
+// ---- Optimizer ----------------------------------------------------------------------------------
+
+Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
+  EDL_CHECK(lr >= 0, "optimizer: learning rate must be non-negative, got {}", lr);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    EDL_CHECK(params_[i].defined(), "optimizer: parameter {} is an undefined tensor", i);
+    EDL_CHECK(is_floating(params_[i].dtype()), "optimizer: parameter {} has dtype {}; only f32 and f64 can be trained",
+              i, dtype_name(params_[i].dtype()));
+    EDL_CHECK(params_[i].is_leaf(),
+              "optimizer: parameter {} is the output of an op, not a leaf; optimize the tensors the model owns", i);
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (Tensor& p : params_) p.zero_grad();
+}
+
+void Optimizer::set_lr(double lr) {
+  EDL_CHECK(lr >= 0, "optimizer: learning rate must be non-negative, got {}", lr);
+  lr_ = lr;
+}
+
+Tensor Optimizer::grad_of(size_t i, const char* who) const {
+  Tensor g = params_[i].grad();
+  if (g.defined())
+    EDL_CHECK(g.shape() == params_[i].shape() && g.dtype() == params_[i].dtype(),
+              "{}: gradient of parameter {} is {} {} but the parameter is {} {}", who, i, shape_str(g.shape()),
+              dtype_name(g.dtype()), shape_str(params_[i].shape()), dtype_name(params_[i].dtype()));
+  return g;
+}
+
+// ---- SGD ----------------------------------------------------------------------------------------
+
+SGD::SGD(std::vector<Tensor> params, double lr, double momentum_, bool nesterov_, double weight_decay_)
+    : Optimizer(std::move(params), lr), momentum(momentum_), weight_decay(weight_decay_), nesterov(nesterov_) {
+  EDL_CHECK(momentum >= 0, "SGD: momentum must be non-negative, got {}", momentum);
+  EDL_CHECK(weight_decay >= 0, "SGD: weight_decay must be non-negative, got {}", weight_decay);
+  // As in PyTorch: Nesterov's look-ahead is defined in terms of the momentum buffer.
+  EDL_CHECK(!nesterov || momentum > 0, "SGD: Nesterov momentum needs momentum > 0");
+  buf_.resize(params_.size());
+}
+
+void SGD::step() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor grad = grad_of(i, "SGD");
+    if (!grad.defined()) continue;
+    Tensor& p = params_[i];
+    const bool first = !buf_[i].defined();
+    if (momentum != 0 && first) buf_[i] = Tensor::empty(p.shape(), p.dtype());
+    with_floating(p.dtype(), "SGD", [&](auto tag) {
+      using T = decltype(tag);
+      T* w = p.data<T>();
+      const T* dw = grad.data<T>();
+      T* buf = momentum != 0 ? buf_[i].data<T>() : nullptr;
+      for (int64_t k = 0; k < p.numel(); ++k) {
+        double g = dw[k] + weight_decay * w[k];
+        double u = g;
+        if (buf) {
+          // The first step starts the buffer at g (not at momentum * 0 + g: the same value, but
+          // PyTorch writes it this way and so do we).
+          double b = first ? g : momentum * buf[k] + g;
+          buf[k] = static_cast<T>(b);
+          u = nesterov ? g + momentum * b : b;
+        }
+        w[k] = static_cast<T>(w[k] - lr_ * u);
+      }
+    });
+  }
+}
+
+// ---- AdamW --------------------------------------------------------------------------------------
+
+AdamW::AdamW(std::vector<Tensor> params, double lr, double beta1_, double beta2_, double eps_, double weight_decay_)
+    : Optimizer(std::move(params), lr), beta1(beta1_), beta2(beta2_), eps(eps_), weight_decay(weight_decay_) {
+  EDL_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "AdamW: betas must be in [0, 1), got ({}, {})", beta1,
+            beta2);
+  EDL_CHECK(eps >= 0, "AdamW: eps must be non-negative, got {}", eps);
+  EDL_CHECK(weight_decay >= 0, "AdamW: weight_decay must be non-negative, got {}", weight_decay);
+  m_.resize(params_.size());
+  v_.resize(params_.size());
+  steps_.assign(params_.size(), 0);
+}
+
+void AdamW::step() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor grad = grad_of(i, "AdamW");
+    if (!grad.defined()) continue;
+    Tensor& p = params_[i];
+    if (!m_[i].defined()) {
+      m_[i] = Tensor::zeros(p.shape(), p.dtype());
+      v_[i] = Tensor::zeros(p.shape(), p.dtype());
+    }
+    const int64_t t = ++steps_[i];
+    // m and v start at zero, so early on they are biased towards zero by the factors
+    // (1 - beta^t); dividing by them undoes it (Kingma & Ba 2015, section 3).
+    const double bias_correction1 = 1 - std::pow(beta1, static_cast<double>(t));
+    const double bias_correction2_sqrt = std::sqrt(1 - std::pow(beta2, static_cast<double>(t)));
+    const double step_size = lr_ / bias_correction1;
+    const double decay = 1 - lr_ * weight_decay;
+    with_floating(p.dtype(), "AdamW", [&](auto tag) {
+      using T = decltype(tag);
+      T* w = p.data<T>();
+      T* m = m_[i].data<T>();
+      T* v = v_[i].data<T>();
+      const T* dw = grad.data<T>();
+      for (int64_t k = 0; k < p.numel(); ++k) {
+        const double g = dw[k];
+        const double mk = beta1 * m[k] + (1 - beta1) * g;
+        const double vk = beta2 * v[k] + (1 - beta2) * g * g;
+        m[k] = static_cast<T>(mk);
+        v[k] = static_cast<T>(vk);
+        const double denom = std::sqrt(vk) / bias_correction2_sqrt + eps;
+        w[k] = static_cast<T>(w[k] * decay - step_size * mk / denom);
+      }
+    });
+  }
+}
+
+// ---- learning-rate schedules --------------------------------------------------------------------
+
+const char* lr_kind_name(LrKind kind) {
+  switch (kind) {
+    case LrKind::constant: return "constant";
+    case LrKind::step: return "step";
+    case LrKind::cosine: return "cosine";
+    case LrKind::onecycle: return "onecycle";
+  }
+  return "?";
+}
+
+LrKind lr_kind_from_name(const std::string& name) {
+  for (LrKind k : {LrKind::constant, LrKind::step, LrKind::cosine, LrKind::onecycle})
+    if (name == lr_kind_name(k)) return k;
+  throw Error(fmt::format("unknown learning-rate schedule '{}'; known schedules: constant, step, cosine, onecycle", name));
+}
+
+LrSchedule::LrSchedule(LrScheduleOptions options) : o_(std::move(options)) {
+  const char* kind = lr_kind_name(o_.kind);
+  EDL_CHECK(o_.base_lr >= 0, "LrSchedule({}): base_lr must be non-negative, got {}", kind, o_.base_lr);
+  EDL_CHECK(o_.total_steps >= 1, "LrSchedule({}): total_steps must be at least 1, got {}", kind, o_.total_steps);
+  EDL_CHECK(o_.warmup_steps >= 0 && o_.warmup_steps < o_.total_steps,
+            "LrSchedule({}): warmup_steps must be in [0, total_steps={}), got {}", kind, o_.total_steps,
+            o_.warmup_steps);
+  if (o_.kind == LrKind::step) {
+    EDL_CHECK(o_.gamma > 0, "LrSchedule(step): gamma must be positive, got {}", o_.gamma);
+    for (size_t i = 0; i < o_.milestones.size(); ++i)
+      EDL_CHECK(o_.milestones[i] > 0 && (i == 0 || o_.milestones[i] > o_.milestones[i - 1]),
+                "LrSchedule(step): milestones must be positive and strictly increasing, got {} at position {}",
+                o_.milestones[i], i);
+  }
+  if (o_.kind == LrKind::onecycle) {
+    EDL_CHECK(o_.warmup_steps == 0,
+              "LrSchedule(onecycle): warmup_steps must be 0; one-cycle has its own warm-up (pct_start={})",
+              o_.pct_start);
+    EDL_CHECK(o_.pct_start > 0 && o_.pct_start < 1, "LrSchedule(onecycle): pct_start must be in (0, 1), got {}",
+              o_.pct_start);
+    EDL_CHECK(o_.div_factor > 0 && o_.final_div_factor > 0,
+              "LrSchedule(onecycle): div_factor={} and final_div_factor={} must be positive", o_.div_factor,
+              o_.final_div_factor);
+  }
+}
+
+// Cosine interpolation from `from` (pct = 0) to `to` (pct = 1): half a period of a cosine,
+// flat at both ends. PyTorch's OneCycleLR._annealing_cos.
+static double cos_anneal(double from, double to, double pct) {
+  return to + (from - to) / 2.0 * (std::cos(M_PI * pct) + 1.0);
+}
+
+double LrSchedule::lr(int64_t step) const {
+  EDL_CHECK(step >= 0 && step < o_.total_steps, "LrSchedule({}): step {} is outside [0, total_steps={})",
+            lr_kind_name(o_.kind), step, o_.total_steps);
+  if (o_.kind == LrKind::onecycle) return onecycle(step);
+
+  // Warm-up: a freshly initialized network has large, badly scaled gradients; a small learning
+  // rate that grows linearly avoids a destructive first step (Goyal et al. 2017, section 2.2).
+  // (step + 1) so that the very first step already moves, as does the last one of the warm-up.
+  if (step < o_.warmup_steps)
+    return o_.base_lr * static_cast<double>(step + 1) / static_cast<double>(o_.warmup_steps);
+
+  const int64_t t = step - o_.warmup_steps;         // steps since the warm-up
+  const int64_t T = o_.total_steps - o_.warmup_steps;  // steps the schedule proper spans
+  switch (o_.kind) {
+    case LrKind::constant:
+      return o_.base_lr;
+    case LrKind::step: {
+      double lr = o_.base_lr;
+      for (int64_t m : o_.milestones)
+        if (t >= m) lr *= o_.gamma;
+      return lr;
+    }
+    case LrKind::cosine:
+      // PyTorch's CosineAnnealingLR with T_max = T: lr reaches 0 only at t = T, one step after
+      // the last, so that no step is spent with a learning rate of exactly zero.
+      return cos_anneal(o_.base_lr, 0.0, static_cast<double>(t) / static_cast<double>(T));
+    case LrKind::onecycle:
+      break;  // handled above
+  }
+  return o_.base_lr;
+}
+
+// torch.optim.lr_scheduler.OneCycleLR (Smith & Topin 2017, https://arxiv.org/abs/1708.07120)
+// with three_phase=False and anneal_strategy='cos'. Phase 1 rises from initial_lr to max_lr,
+// ending at step pct_start * total_steps - 1; phase 2 falls to min_lr, reached at the last step.
+double LrSchedule::onecycle(int64_t step) const {
+  const double max_lr = o_.base_lr;
+  const double initial_lr = max_lr / o_.div_factor;
+  const double min_lr = initial_lr / o_.final_div_factor;
+  const double phase1_end = o_.pct_start * static_cast<double>(o_.total_steps) - 1;
+  const double last = static_cast<double>(o_.total_steps - 1);
+  const double s = static_cast<double>(step);
+  // With very few steps phase 1 can end before step 0 (phase1_end <= 0): then only phase 2
+  // remains, as in PyTorch. Phase 2 always has room: phase1_end < last because pct_start < 1.
+  if (s <= phase1_end && phase1_end > 0) return cos_anneal(initial_lr, max_lr, s / phase1_end);
+  return cos_anneal(max_lr, min_lr, (s - phase1_end) / (last - phase1_end));
+}
+
+}  // namespace edl

@@ -1,0 +1,132 @@
+// optim.h — optimizers (SGD with momentum, AdamW) and learning-rate schedules.
+//
+// Each optimizer reproduces its PyTorch counterpart update for update (torch.optim.SGD with
+// dampening 0, torch.optim.AdamW without amsgrad), so a training recipe carries over with the
+// same hyper-parameters and a student can check a step by hand against the formulas below.
+// An optimizer holds handles to the parameters (Module::parameters()) and writes into their
+// storage; parameters whose gradient is undefined (not reached by backward) are skipped.
+//
+//   SGD opt(model.parameters(), 0.1, 0.9, /*nesterov=*/true, 5e-4);
+//   LrSchedule sched({.kind = LrKind::cosine, .base_lr = 0.1, .total_steps = 1000, .warmup_steps = 50});
+//   for (int64_t s = 0; s < 1000; ++s) {
+//     opt.set_lr(sched.lr(s));
+//     opt.zero_grad();
+//     cross_entropy(model(x), labels).backward();
+//     opt.step();
+//   }
+//
+// Tested by tests/test_optim.cpp:  ctest --test-dir build -R '^optim:'
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace edl {
+
+class Optimizer {
+ public:
+  // params: f32 or f64 tensors, typically Module::parameters(); lr >= 0.
+  Optimizer(std::vector<Tensor> params, double lr);
+  virtual ~Optimizer() = default;
+
+  // One update of every parameter that has a gradient, under NoGradGuard.
+  virtual void step() = 0;
+  void zero_grad();  // drops every parameter's gradient (PyTorch's set_to_none=True)
+
+  void set_lr(double lr);
+  double lr() const { return lr_; }
+  const std::vector<Tensor>& params() const { return params_; }
+
+ protected:
+  // The gradient of params_[i], checked against the parameter's shape and dtype; undefined
+  // when backward did not reach the parameter.
+  Tensor grad_of(size_t i, const char* who) const;
+
+  std::vector<Tensor> params_;
+  double lr_;
+};
+
+// torch.optim.SGD (dampening 0). With g the gradient and p the parameter:
+//   g   = grad + weight_decay * p                         (L2 penalty folded into the gradient)
+//   buf = g on the first step, else momentum * buf + g    (only when momentum != 0)
+//   u   = nesterov ? g + momentum * buf : buf             (u = g without momentum)
+//   p   = p - lr * u
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Tensor> params, double lr, double momentum = 0, bool nesterov = false, double weight_decay = 0);
+  void step() override;
+
+  double momentum, weight_decay;
+  bool nesterov;
+
+ private:
+  std::vector<Tensor> buf_;  // momentum buffers, undefined until a parameter's first step
+};
+
+// torch.optim.AdamW (Loshchilov & Hutter 2019, https://arxiv.org/abs/1711.05101): Adam with the
+// weight decay applied to the parameter directly instead of through the gradient. Per
+// parameter, with t its own step count (1, 2, ...):
+//   p = p * (1 - lr * weight_decay)                       (decoupled decay)
+//   m = beta1 * m + (1 - beta1) * g,    v = beta2 * v + (1 - beta2) * g^2
+//   p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+class AdamW : public Optimizer {
+ public:
+  AdamW(std::vector<Tensor> params, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
+        double weight_decay = 0.01);
+  void step() override;
+
+  double beta1, beta2, eps, weight_decay;
+
+ private:
+  std::vector<Tensor> m_, v_;   // first and second moments, undefined until the first step
+  std::vector<int64_t> steps_;  // per parameter, as PyTorch: a skipped parameter does not count
+};
+
+// ---- learning-rate schedules ------------------------------------------------------------------
+
+enum class LrKind {
+  constant,  // base_lr
+  step,      // base_lr * gamma^(number of milestones passed)   (torch MultiStepLR)
+  cosine,    // base_lr * (1 + cos(pi * t / T)) / 2            (torch CosineAnnealingLR, eta_min 0)
+  onecycle,  // torch OneCycleLR, anneal_strategy 'cos', two phases
+};
+const char* lr_kind_name(LrKind kind);  // "cosine", ...
+// Parses "constant", "step", "cosine" or "onecycle"; an unknown name is an error listing them.
+LrKind lr_kind_from_name(const std::string& name);
+
+struct LrScheduleOptions {
+  LrKind kind = LrKind::constant;
+  double base_lr = 0.1;  // the peak: max_lr for onecycle
+  int64_t total_steps = 1;
+  // Linear warm-up: lr(s) = base_lr * (s + 1) / warmup_steps for s < warmup_steps, then the
+  // schedule runs over the remaining steps (t = s - warmup_steps, T = total_steps -
+  // warmup_steps). Not for onecycle, which has its own warm-up phase.
+  int64_t warmup_steps = 0;
+  // step: strictly increasing, counted in steps after the warm-up (t), like MultiStepLR after
+  // a warm-up in torch's SequentialLR.
+  std::vector<int64_t> milestones = {};
+  double gamma = 0.1;
+  // onecycle: the rise takes the first pct_start of the steps, from base_lr / div_factor to
+  // base_lr; the fall ends at base_lr / div_factor / final_div_factor. PyTorch's defaults.
+  double pct_start = 0.3;
+  double div_factor = 25;
+  double final_div_factor = 1e4;
+};
+
+// The learning rate of each optimizer step, a pure function of the step (no hidden state, so
+// a resumed run only needs the step number). The options are checked once, at construction.
+class LrSchedule {
+ public:
+  explicit LrSchedule(LrScheduleOptions options);
+  double lr(int64_t step) const;  // step in [0, total_steps)
+  const LrScheduleOptions& options() const { return o_; }
+
+ private:
+  double onecycle(int64_t step) const;
+  LrScheduleOptions o_;
+};
+
+}  // namespace edl

@@ -1,0 +1,50 @@
+// zoo.cpp — model constructors, looked up by name.
+#include "models/zoo.h"
+
+#include <functional>
+#include <utility>
+
+namespace edl {
+
+// conv 3x3 (padding 1, no bias: the BatchNorm's shift replaces it) + BatchNorm + ReLU
+static void conv_bn_relu(Sequential& s, int64_t in, int64_t out) {
+  s.add(std::make_shared<Conv2d>(in, out, 3, 1, 1, 1, false));
+  s.add(std::make_shared<BatchNorm2d>(out));
+  s.add(std::make_shared<ReLU>());
+}
+
+std::shared_ptr<Sequential> small_cnn(int64_t num_classes) {
+  auto s = std::make_shared<Sequential>();
+  conv_bn_relu(*s, 3, 16);
+  s->add(std::make_shared<MaxPool2d>(2));
+  conv_bn_relu(*s, 16, 32);
+  s->add(std::make_shared<MaxPool2d>(2));
+  conv_bn_relu(*s, 32, 64);
+  s->add(std::make_shared<GlobalAvgPool2d>());
+  s->add(std::make_shared<Linear>(64, num_classes));
+  return s;
+}
+
+using Factory = std::function<std::shared_ptr<Module>(int64_t num_classes)>;
+
+static const std::vector<std::pair<std::string, Factory>>& zoo() {
+  static const std::vector<std::pair<std::string, Factory>> models = {
+      {"small_cnn", [](int64_t k) { return small_cnn(k); }},
+  };
+  return models;
+}
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, _] : zoo()) names.push_back(name);
+  return names;
+}
+
+std::shared_ptr<Module> make_model(const std::string& name, int64_t num_classes) {
+  EDL_CHECK(num_classes >= 1, "make_model: num_classes must be at least 1, got {}", num_classes);
+  for (const auto& [n, factory] : zoo())
+    if (n == name) return factory(num_classes);
+  throw Error(fmt::format("unknown model '{}' (known: {})", name, join(model_names())));
+}
+
+}  // namespace edl
