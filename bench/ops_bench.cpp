@@ -59,8 +59,10 @@ int main(int argc, char** argv) {
     for (const Variant& v : op.variants)
       for (const Sample& s : samples[k]) {
         std::string name = op.name + "/" + v.name + "/" + s.name;
-        benchmark::RegisterBenchmark(name.c_str(), run_forward, &op, &v, &s);
-        benchmark::RegisterBenchmark((name + "/backward").c_str(), run_backward, &op, &v, &s);
+        // Real (wall-clock) time: kernels run OpenMP threads, whose work the main thread's CPU
+        // time would not count.
+        benchmark::RegisterBenchmark(name.c_str(), run_forward, &op, &v, &s)->UseRealTime();
+        benchmark::RegisterBenchmark((name + "/backward").c_str(), run_backward, &op, &v, &s)->UseRealTime();
       }
   }
   benchmark::Initialize(&argc, argv);

@@ -30,15 +30,20 @@ TEST_CASE("registry: every op has a reference first, samples and a FLOP count", 
   }
 }
 
-TEST_CASE("registry: dispatch uses the reference unless a variant is forced", "[registry]") {
+TEST_CASE("registry: dispatch picks the first automatic variant that supports the call", "[registry]") {
   const OpDef& mm = op("matmul");
   Tensors in{Tensor::ones({2, 3}), Tensor::ones({3, 4})};
-  CHECK(choose_variant(mm, in, {}).name == "reference");  // eigen is a baseline, not automatic
+  CHECK(choose_variant(mm, in, {}).name == "gemm");  // eigen is a baseline, never automatic
+  Tensors in64{Tensor::ones({2, 3}, DType::f64), Tensor::ones({3, 4}, DType::f64)};
+  CHECK(choose_variant(mm, in64, {}).name == "reference");  // gemm is f32 only
+  // A depthwise convolution is not for im2col: its supports() sends it to the reference.
+  Tensors dw{Tensor::ones({1, 4, 5, 5}), Tensor::ones({4, 1, 3, 3})};
+  CHECK(choose_variant(op("conv2d"), dw, {{"groups", 4}}).name == "reference");
   force_variant("matmul", "eigen");
   CHECK(choose_variant(mm, in, {}).name == "eigen");
   CHECK(matmul(in[0], in[1]).to_vector() == std::vector<double>(8, 3.0));
   force_variant("matmul", "");
-  CHECK(choose_variant(mm, in, {}).name == "reference");
+  CHECK(choose_variant(mm, in, {}).name == "gemm");
 }
 
 TEST_CASE("registry: judges transform inputs as documented", "[registry]") {

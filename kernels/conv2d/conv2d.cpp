@@ -1,6 +1,8 @@
 // conv2d.cpp — op definition of conv2d: x (N,C,H,W), w (OC,C/groups,KH,KW), optional b (OC).
-// Attributes: stride (1), padding (0), groups (1). Variants: reference.
+// Attributes: stride (1), padding (0), groups (1).
+// Variants: reference (plain loops), im2col (im2col + edl's GEMM, the default when it applies).
 #include "kernels/common/op_util.h"
+#include "kernels/conv2d/conv2d_im2col.h"
 #include "kernels/conv2d/conv2d_reference.h"
 
 namespace edl {
@@ -90,7 +92,34 @@ OpDef make_conv2d() {
     g.resize(c.inputs.size());
     return g;
   };
-  op.variants = {ref};
+  Variant im2col;
+  im2col.name = "im2col";
+  // A GEMM per group needs a few input channels per group to pay off: depthwise convolutions
+  // (one channel per group) stay with the reference until they get a direct kernel.
+  im2col.supports = [](const Tensors& in, const Attrs& a) {
+    for (const Tensor& t : in)
+      if (t.dtype() != DType::f32) return false;
+    Conv2dShape s = conv2d_shape(in, a);
+    return s.groups == 1 || s.C / s.groups >= 2;
+  };
+  im2col.forward = [](ForwardCtx& c) {
+    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
+    Tensor y = Tensor::empty(c.out_shape, DType::f32);
+    const float* b = c.inputs.size() == 3 ? c.inputs[2].data<float>() : nullptr;
+    conv2d_forward_im2col(c.inputs[0].data<float>(), c.inputs[1].data<float>(), b, y.data<float>(), s);
+    return y;
+  };
+  im2col.backward = [](BackwardCtx& c) {
+    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
+    Tensors g;
+    for (size_t i = 0; i < c.inputs.size(); ++i) g.push_back(grad_buffer(c.needs_grad[i], c.inputs[i]));
+    g.resize(3);
+    conv2d_backward_im2col(c.inputs[0].data<float>(), c.inputs[1].data<float>(), c.dy.data<float>(),
+                           ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), s);
+    g.resize(c.inputs.size());
+    return g;
+  };
+  op.variants = {ref, im2col};
   return op;
 }
 

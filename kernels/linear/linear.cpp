@@ -1,5 +1,7 @@
 // linear.cpp — op definition of linear: x (N,IN), w (OUT,IN), optional b (OUT) -> (N,OUT).
-// Variants: reference (plain loops), eigen (baseline and second oracle).
+// Variants: reference (plain loops), gemm (edl's blocked GEMM, the default), eigen (baseline
+// and second oracle).
+#include "kernels/common/gemm.h"
 #include "kernels/common/op_util.h"
 #include "kernels/linear/linear_reference.h"
 #include "kernels/matmul/matmul_eigen.h"
@@ -63,6 +65,35 @@ OpDef make_linear() {
     return g;
   };
 
+  // y = x·wᵀ + b with the bias in the GEMM's epilogue; dx = dy·w; dw = dyᵀ·x. The transposes
+  // are strided views: no copies.
+  Variant gemm;
+  gemm.name = "gemm";
+  gemm.forward = [](ForwardCtx& c) {
+    const Tensor &x = c.inputs[0], &w = c.inputs[1];
+    const int64_t N = x.dim(0), IN = x.dim(1), OUT = w.dim(0);
+    Tensor y = Tensor::empty(c.out_shape, DType::f32);
+    GemmEpilogue ep;
+    ep.bias_col = c.inputs.size() == 3 ? c.inputs[2].data<float>() : nullptr;
+    gemm_f32(N, OUT, IN, {x.data<float>(), IN, 1}, {w.data<float>(), 1, IN}, y.data<float>(), OUT, ep);
+    return y;
+  };
+  gemm.backward = [](BackwardCtx& c) {
+    const Tensor &x = c.inputs[0], &w = c.inputs[1];
+    const int64_t N = x.dim(0), IN = x.dim(1), OUT = w.dim(0);
+    Tensors g{grad_buffer(c.needs_grad[0], x), grad_buffer(c.needs_grad[1], w)};
+    const float* dy = c.dy.data<float>();
+    if (g[0].defined()) gemm_f32(N, IN, OUT, {dy, OUT, 1}, {w.data<float>(), IN, 1}, g[0].data<float>(), IN);
+    if (g[1].defined()) gemm_f32(OUT, IN, N, {dy, 1, OUT}, {x.data<float>(), IN, 1}, g[1].data<float>(), IN);
+    if (c.inputs.size() == 3) {
+      g.push_back(grad_buffer(c.needs_grad[2], c.inputs[2]));
+      if (g[2].defined())
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t o = 0; o < OUT; ++o) g[2].data<float>()[o] += dy[n * OUT + o];
+    }
+    return g;
+  };
+
   // x·wᵀ is a GEMM with b = wᵀ; Eigen takes the transpose as a free view.
   Variant eigen;
   eigen.name = "eigen";
@@ -91,7 +122,7 @@ OpDef make_linear() {
     return g;
   };
 
-  op.variants = {ref, eigen};
+  op.variants = {ref, gemm, eigen};
   return op;
 }
 

@@ -1,5 +1,7 @@
 // matmul.cpp — op definition of matmul: (M,K) x (K,N) -> (M,N).
-// Variants: reference (plain loops), eigen (baseline and second oracle).
+// Variants: reference (plain loops), gemm (edl's blocked GEMM, the default), eigen (baseline
+// and second oracle).
+#include "kernels/common/gemm.h"
 #include "kernels/common/op_util.h"
 #include "kernels/matmul/matmul_eigen.h"
 #include "kernels/matmul/matmul_reference.h"
@@ -28,7 +30,12 @@ OpDef make_matmul() {
     };
     return std::vector<Sample>{
         s("1x1x1", 1, 1, 1),         s("7x5x3", 7, 5, 3),      s("prime 13x17x11", 13, 17, 11),
-        s("tall 33x4x9", 33, 4, 9),  s("256^3", 256, 256, 256, false),
+        s("tall 33x4x9", 33, 4, 9),
+        // Sizes around the GEMM's tiles (MR 6/8/12, NR 8/12/16/32) and blocks (KC 256, MC, NC 4096).
+        s("tile edges 7x17x5", 7, 17, 5),   s("exact tile 6x16x8", 6, 16, 8),
+        s("tile edges 13x33x257", 13, 33, 257, false), s("K blocks 5x9x513", 5, 9, 513, false),
+        s("M blocks 241x20x7", 241, 20, 7, false),    s("N blocks 3x4097x5", 3, 4097, 5, false),
+        s("256^3", 256, 256, 256, false),
         s("resnet20 layer3 im2col M=64 N=8192 K=576", 64, 8192, 576, false),
     };
   };
@@ -57,6 +64,24 @@ OpDef make_matmul() {
     return Tensors{da, db};
   };
 
+  // The three products as strided views for gemm_f32: y = a·b, da = dy·bᵀ, db = aᵀ·dy.
+  Variant gemm;
+  gemm.name = "gemm";
+  gemm.forward = [dims](ForwardCtx& c) {
+    auto [M, N, K] = dims(c.inputs);
+    Tensor y = Tensor::empty(c.out_shape, DType::f32);
+    gemm_f32(M, N, K, {c.inputs[0].data<float>(), K, 1}, {c.inputs[1].data<float>(), N, 1}, y.data<float>(), N);
+    return y;
+  };
+  gemm.backward = [dims](BackwardCtx& c) {
+    auto [M, N, K] = dims(c.inputs);
+    Tensor da = grad_buffer(c.needs_grad[0], c.inputs[0]), db = grad_buffer(c.needs_grad[1], c.inputs[1]);
+    const float *a = c.inputs[0].data<float>(), *b = c.inputs[1].data<float>(), *dy = c.dy.data<float>();
+    if (da.defined()) gemm_f32(M, K, N, {dy, N, 1}, {b, 1, N}, da.data<float>(), K);
+    if (db.defined()) gemm_f32(K, N, M, {a, 1, K}, {dy, N, 1}, db.data<float>(), N);
+    return Tensors{da, db};
+  };
+
   Variant eigen;
   eigen.name = "eigen";
   eigen.forward = [dims](ForwardCtx& c) {
@@ -74,7 +99,7 @@ OpDef make_matmul() {
   };
   eigen.automatic = false;  // a baseline: edl's own kernels are the default
 
-  op.variants = {ref, eigen};
+  op.variants = {ref, gemm, eigen};
   return op;
 }
 

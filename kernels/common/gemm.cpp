@@ -1,0 +1,156 @@
+// gemm.cpp — the GEMM driver: the five loops of BLIS (Van Zee & van de Geijn, "BLIS: A
+// Framework for Rapidly Instantiating BLAS Functionality", 2015), packing, and threads.
+//
+//   for jc in N step NC            5th loop: a panel of B that fits the L3 cache
+//     for pc in K step KC          4th loop: its KC rows are packed once into Bp
+//       for ic in M step MC        3rd loop: a block of A that fits the L2 cache, packed into Ap
+//         for jr in NC step NR     2nd loop: one micro-panel of Bp (stays in L1)   <- threads
+//           for ir in MC step MR   1st loop: one micro-panel of Ap
+//             micro-kernel: C[ir:ir+MR, jr:jr+NR] += Ap[ir] · Bp[jr] over KC
+//
+// Packing copies a block into the exact order the micro-kernel reads it (contiguous, aligned,
+// zero-padded to whole tiles), so the inner loops never stride through memory and never test
+// for edges. docs/gemm.md draws it.
+#include "kernels/common/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/common/gemm_ukernel.h"
+
+namespace edl {
+
+namespace {
+
+// Block sizes. KC×NR floats of B (16 KB at KC=256, NR=16) stay in the 32 KB L1 while a
+// micro-panel of A streams past; MC×KC of A (~128 KB) fits L2; KC×NC of B (4 MB) fits L3.
+constexpr int64_t KC = 256;
+constexpr int64_t MC = kGemmMR * 20;
+constexpr int64_t NC = 4096;
+
+// A growable 64-byte aligned scratch buffer, one per calling thread and role, reused across
+// calls so that the packing buffers are not allocated (and page-faulted) on every GEMM.
+class Scratch {
+ public:
+  float* get(int64_t n) {
+    if (n > capacity_) {
+      std::free(data_);
+      capacity_ = (n + 15) / 16 * 16;
+      data_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(capacity_) * sizeof(float)));
+      if (!data_) throw std::bad_alloc();
+    }
+    return data_;
+  }
+  ~Scratch() { std::free(data_); }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+// Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows; panel p holds, for each k,
+// the MR values A[i0 + p*MR + r][k0 + k] (zeros past the last row).
+void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) {
+  const int64_t panels = (mc + kGemmMR - 1) / kGemmMR;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = ap + p * kGemmMR * kc;
+    const int64_t rows = std::min<int64_t>(kGemmMR, mc - p * kGemmMR);
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t r = 0; r < kGemmMR; ++r)
+        dst[k * kGemmMR + r] = r < rows ? A.at(i0 + p * kGemmMR + r, k0 + k) : 0.0f;
+  }
+}
+
+// Bp: the kc×nc block of B at (k0, j0) as micro-panels of NR columns; panel p holds, for each
+// k, the NR values B[k0 + k][j0 + p*NR + c] (zeros past the last column).
+void pack_b(MatrixView B, int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp) {
+  const int64_t panels = (nc + kGemmNR - 1) / kGemmNR;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = bp + p * kGemmNR * kc;
+    const int64_t cols = std::min<int64_t>(kGemmNR, nc - p * kGemmNR);
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B.data + (k0 + k) * B.rs + (j0 + p * kGemmNR) * B.cs;
+      float* d = dst + k * kGemmNR;
+      if (B.cs == 1 && cols == kGemmNR) {
+        std::memcpy(d, src, sizeof(float) * kGemmNR);  // the common row-major case
+      } else {
+        for (int64_t c = 0; c < kGemmNR; ++c) d[c] = c < cols ? src[c * B.cs] : 0.0f;
+      }
+    }
+  }
+}
+
+// Bias and ReLU on an m×n tile of C, once its sum over K is complete.
+void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, int64_t j0, int64_t m, int64_t n) {
+  if (!ep.bias_row && !ep.bias_col && !ep.relu) return;
+  for (int64_t i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+    const float br = ep.bias_row ? ep.bias_row[i0 + i] : 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      float v = row[j] + br + (ep.bias_col ? ep.bias_col[j0 + j] : 0.0f);
+      row[j] = ep.relu && v < 0 ? 0.0f : v;
+    }
+  }
+}
+
+}  // namespace
+
+const char* gemm_ukernel_name() { return kGemmUkernelName; }
+
+void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float* C, int64_t ldc,
+              const GemmEpilogue& ep) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // an empty sum: C = (accumulate ? C : 0), then the epilogue
+    for (int64_t i = 0; i < M; ++i) {
+      if (!ep.accumulate) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
+      apply_epilogue(ep, C + i * ldc, ldc, i, 0, 1, N);
+    }
+    return;
+  }
+  static thread_local Scratch scratch_a, scratch_b;
+  float* ap = scratch_a.get(MC * KC);
+  float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));
+
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const bool first = pc == 0, last = pc + kc == K;
+      pack_b(B, pc, jc, kc, nc, bp);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = std::min(MC, M - ic);
+        pack_a(A, ic, pc, mc, kc, ap);
+        const int64_t n_panels = (nc + kGemmNR - 1) / kGemmNR;
+        // Threads split the micro-panels of B: each writes its own columns of C.
+#pragma omp parallel for schedule(static)
+        for (int64_t jp = 0; jp < n_panels; ++jp) {
+          const int64_t jr = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, nc - jr);
+          for (int64_t ir = 0; ir < mc; ir += kGemmMR) {
+            const int64_t mr = std::min<int64_t>(kGemmMR, mc - ir);
+            float* c = C + (ic + ir) * ldc + jc + jr;
+            const bool accumulate = !first || ep.accumulate;
+            const float* a_panel = ap + ir * kc;
+            const float* b_panel = bp + jr * kc;
+            if (mr == kGemmMR && nr == kGemmNR) {
+              gemm_ukernel_f32(kc, a_panel, b_panel, c, ldc, accumulate);
+            } else {
+              // An edge tile: compute the whole tile into a buffer, copy the valid part.
+              alignas(64) float tile[kGemmMR * kGemmNR];
+              gemm_ukernel_f32(kc, a_panel, b_panel, tile, kGemmNR, false);
+              for (int64_t i = 0; i < mr; ++i)
+                for (int64_t j = 0; j < nr; ++j)
+                  c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * kGemmNR + j];
+            }
+            if (last) apply_epilogue(ep, c, ldc, ic + ir, jc + jr, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace edl

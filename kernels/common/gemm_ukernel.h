@@ -1,0 +1,86 @@
+// gemm_ukernel.h — the GEMM micro-kernel: one MR×NR tile of C, kept in registers.
+//
+// The packed operands arrive as micro-panels (gemm.cpp lays them out):
+//   a: MR values of one column of A per k, for k = 0..kc-1     (MR×kc, column after column)
+//   b: NR values of one row of B per k, for k = 0..kc-1        (kc×NR, row after row)
+// Each k is one rank-1 update of the tile:
+//
+//                 b[k][0 .. NR-1]   (NV vector loads)
+//                 +--------------+
+//   a[k][0]    -> | c00 ...  c0N |      c[i][:] += broadcast(a[k][i]) * b[k][:]
+//   a[k][1]    -> | c10 ...  c1N |
+//     ...         |      ...     |      MR × NV accumulator registers, each an FMA per k:
+//   a[k][MR-1] -> | cM0 ...  cMN |      MR*NV FMAs per MR + NV loads
+//                 +--------------+
+//
+// The tile is sized so that all accumulators, the NV vectors of b and one broadcast of a fit
+// in the register file (AVX2: 16 registers, 6×16 floats = 12 accumulators + 2 + 1), and so
+// that the loads per FMA are few enough for the FMA units to stay busy.
+//
+// Written once on xsimd::batch<float> (AVX-512, AVX2, SSE, NEON from the same source); a
+// scalar kernel of the same shape serves machines xsimd has no SIMD for.
+#pragma once
+
+#include <cstdint>
+
+#include <xsimd/xsimd.hpp>
+
+namespace edl {
+
+#if defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+
+// Scalar fallback, 4×4: the same loops with plain floats.
+inline constexpr int kGemmMR = 4, kGemmNR = 4;
+inline const char* const kGemmUkernelName = "4x4 scalar";
+
+inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  float acc[kGemmMR][kGemmNR] = {};
+  for (int64_t k = 0; k < kc; ++k)
+    for (int i = 0; i < kGemmMR; ++i)
+      for (int j = 0; j < kGemmNR; ++j) acc[i][j] += a[k * kGemmMR + i] * b[k * kGemmNR + j];
+  for (int i = 0; i < kGemmMR; ++i)
+    for (int j = 0; j < kGemmNR; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + acc[i][j];
+}
+
+#else
+
+using GemmBatch = xsimd::batch<float>;
+inline constexpr int kGemmLanes = static_cast<int>(GemmBatch::size);
+
+// Tile shapes per register file: NV vectors of B per row, MR rows of A.
+#if XSIMD_WITH_NEON64
+inline constexpr int kGemmNV = 3, kGemmMR = 8;  // 32 registers: 24 accumulators + 3 + 1
+#elif XSIMD_WITH_AVX512F
+inline constexpr int kGemmNV = 2, kGemmMR = 12;  // 32 registers: 24 accumulators + 2 + 1
+#else
+inline constexpr int kGemmNV = 2, kGemmMR = 6;  // 16 registers: 12 accumulators + 2 + 1
+#endif
+inline constexpr int kGemmNR = kGemmNV * kGemmLanes;
+inline const char* const kGemmUkernelName =
+    XSIMD_WITH_AVX512F ? "12x32 avx512" : XSIMD_WITH_AVX2 ? "6x16 avx2" : XSIMD_WITH_NEON64 ? "8x12 neon" : "6x8 sse";
+
+// c (MR×NR, leading dimension ldc) = (accumulate ? c : 0) + a·b over kc.
+inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  GemmBatch acc[kGemmMR][kGemmNV];
+  for (int i = 0; i < kGemmMR; ++i)
+    for (int j = 0; j < kGemmNV; ++j) acc[i][j] = GemmBatch(0.0f);
+
+  for (int64_t k = 0; k < kc; ++k, a += kGemmMR, b += kGemmNR) {
+    GemmBatch bv[kGemmNV];
+    for (int j = 0; j < kGemmNV; ++j) bv[j] = GemmBatch::load_aligned(b + j * kGemmLanes);
+    for (int i = 0; i < kGemmMR; ++i) {
+      const GemmBatch ai(a[i]);  // broadcast
+      for (int j = 0; j < kGemmNV; ++j) acc[i][j] = xsimd::fma(ai, bv[j], acc[i][j]);
+    }
+  }
+
+  for (int i = 0; i < kGemmMR; ++i)
+    for (int j = 0; j < kGemmNV; ++j) {
+      float* p = c + i * ldc + j * kGemmLanes;
+      (accumulate ? acc[i][j] + GemmBatch::load_unaligned(p) : acc[i][j]).store_unaligned(p);
+    }
+}
+
+#endif
+
+}  // namespace edl

@@ -1,0 +1,69 @@
+// conv2d_im2col.h — convolution as matrix multiplication (im2col + GEMM), forward and backward.
+//
+// x is (N,C,H,W), w is (OC,C/groups,KH,KW), b is (OC) or null, y is (N,OC,OH,OW); shapes as in
+// conv2d_reference.h, which is the specification these kernels are tested against.
+//
+// im2col unrolls, for one image and one group, every KH×KW window into a column:
+//   col[(c*KH + kh)*KW + kw][oh*OW + ow] = x[c][oh*s - p + kh][ow*s - p + kw]   (0 outside)
+// so that col is (CG*KH*KW) × (OH*OW) and the convolution of the group is one product
+//   y[g] (OCG × OH*OW)  =  w[g] (OCG × CG*KH*KW)  ·  col (CG*KH*KW × OH*OW)       (+ bias)
+// Backward is two more products per image and group:
+//   dw[g] += dy[g] · colᵀ                     (OCG × CKK) = (OCG × OHOW)(OHOW × CKK)
+//   dcol   = w[g]ᵀ · dy[g]                     (CKK × OHOW), then col2im adds dcol back into
+//                                              dx at the positions im2col read them from
+// A 1×1 convolution with stride 1 and no padding needs no im2col: col is x itself.
+//
+// Threads: forward and the data gradient run one image per thread (images are independent);
+// the weight gradient sums over images in order, with the GEMM's threads inside, so that the
+// result does not depend on the thread count.
+//
+// Tested by: ctest -R 'op\.conv2d\.variants'     Benchmarked by: edl_bench --benchmark_filter='^conv2d/im2col/'
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/common/gemm.h"
+#include "kernels/conv2d/conv2d_reference.h"
+
+namespace edl {
+
+// True when col would be x itself (1×1 kernel, stride 1, no padding).
+inline bool conv2d_is_pointwise(const Conv2dShape& s) {
+  return s.KH == 1 && s.KW == 1 && s.stride == 1 && s.padding == 0;
+}
+
+// x is one group of one image (CG,H,W); col is (CG*KH*KW, OH*OW).
+inline void im2col(const float* x, float* col, int64_t CG, const Conv2dShape& s) {
+  for (int64_t c = 0; c < CG; ++c)
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        float* row = col + ((c * s.KH + kh) * s.KW + kw) * s.OH * s.OW;
+        std::memset(row, 0, sizeof(float) * s.OH * s.OW);
+        const float* xc = x + c * s.H * s.W;
+        conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
+          for (int64_t ow = lo; ow < hi; ++ow) row[oh * s.OW + ow] = xc[ih * s.W + ow * s.stride - s.padding + kw];
+        });
+      }
+}
+
+// The adjoint of im2col: dx (CG,H,W) += every entry of dcol at the input position it came from.
+inline void col2im_add(const float* dcol, float* dx, int64_t CG, const Conv2dShape& s) {
+  for (int64_t c = 0; c < CG; ++c)
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const float* row = dcol + ((c * s.KH + kh) * s.KW + kw) * s.OH * s.OW;
+        float* dxc = dx + c * s.H * s.W;
+        conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
+          for (int64_t ow = lo; ow < hi; ++ow) dxc[ih * s.W + ow * s.stride - s.padding + kw] += row[oh * s.OW + ow];
+        });
+      }
+}
+
+// Defined in conv2d_im2col.cpp (they need per-thread scratch for col). Backward accumulates
+// (+=) into dx, dw and db; null outputs are skipped.
+void conv2d_forward_im2col(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
+void conv2d_backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                            const Conv2dShape& s);
+
+}  // namespace edl
