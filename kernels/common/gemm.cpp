@@ -18,6 +18,8 @@
 #include <cstring>
 #include <new>
 
+#include <omp.h>
+
 #include "kernels/common/gemm_ukernel.h"
 
 namespace edl {
@@ -66,19 +68,42 @@ void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float*
 
 // Bp: the kc×nc block of B at (k0, j0) as micro-panels of NR columns; panel p holds, for each
 // k, the NR values B[k0 + k][j0 + p*NR + c] (zeros past the last column).
+// The loop order follows B's layout so that reads run along contiguous memory, which is what
+// the hardware prefetcher follows. (Reading addresses a row apart instead — often a power of
+// two bytes — makes them collide in the same cache sets.)
+//   row-major B (cs == 1): k outer, each row copied a vector at a time into every panel;
+//   transposed B (rs == 1): each column read down its kc contiguous values.
+// Each thread packs its own range of panels.
 void pack_b(MatrixView B, int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp) {
   const int64_t panels = (nc + kGemmNR - 1) / kGemmNR;
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < panels; ++p) {
-    float* dst = bp + p * kGemmNR * kc;
-    const int64_t cols = std::min<int64_t>(kGemmNR, nc - p * kGemmNR);
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = B.data + (k0 + k) * B.rs + (j0 + p * kGemmNR) * B.cs;
-      float* d = dst + k * kGemmNR;
-      if (B.cs == 1 && cols == kGemmNR) {
-        std::memcpy(d, src, sizeof(float) * kGemmNR);  // the common row-major case
-      } else {
-        for (int64_t c = 0; c < kGemmNR; ++c) d[c] = c < cols ? src[c * B.cs] : 0.0f;
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t p0 = panels * t / T, p1 = panels * (t + 1) / T;
+    if (B.cs == 1) {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t p = p0; p < p1; ++p) {
+          const float* src = B.data + (k0 + k) * B.rs + j0 + p * kGemmNR;
+          float* d = bp + (p * kc + k) * kGemmNR;
+          const int64_t cols = std::min<int64_t>(kGemmNR, nc - p * kGemmNR);
+          if (cols == kGemmNR) {
+            for (int64_t c = 0; c < kGemmNR; ++c) d[c] = src[c];  // one vector copy
+          } else {
+            for (int64_t c = 0; c < kGemmNR; ++c) d[c] = c < cols ? src[c] : 0.0f;
+          }
+        }
+    } else {
+      for (int64_t p = p0; p < p1; ++p) {
+        float* d = bp + p * kc * kGemmNR;
+        const int64_t cols = std::min<int64_t>(kGemmNR, nc - p * kGemmNR);
+        for (int64_t c = 0; c < kGemmNR; ++c) {
+          if (c >= cols) {
+            for (int64_t k = 0; k < kc; ++k) d[k * kGemmNR + c] = 0.0f;
+            continue;
+          }
+          const float* src = B.data + k0 * B.rs + (j0 + p * kGemmNR + c) * B.cs;
+          for (int64_t k = 0; k < kc; ++k) d[k * kGemmNR + c] = src[k * B.rs];
+        }
       }
     }
   }
