@@ -27,7 +27,6 @@
 namespace edl {
 
 namespace fs = std::filesystem;
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // The data section is copied byte for byte between the file and memory, which is right only
 // on a little-endian machine. x86-64 and ARM64 (every PC and Mac a student has) are.
@@ -63,10 +62,11 @@ std::string errno_message() { return std::error_code(errno, std::generic_categor
 // A file descriptor to a temporary file that is deleted unless commit() renamed it into place.
 class TempFile {
  public:
-  TempFile(std::string tmp_path, std::string target) : tmp_(std::move(tmp_path)), target_(std::move(target)) {
+  TempFile(std::string tmp_path, std::string target, const char* who)
+      : tmp_(std::move(tmp_path)), target_(std::move(target)), who_(who) {
     // O_EXCL: never reuse (and clobber) a file that happens to have our temporary name.
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    EDL_CHECK(fd_ >= 0, "save_safetensors: {}: cannot create the temporary file {}: {}", target_, tmp_,
+    EDL_CHECK(fd_ >= 0, "{}: {}: cannot create the temporary file {}: {}", who_, target_, tmp_,
               errno_message());
   }
   ~TempFile() {
@@ -81,7 +81,7 @@ class TempFile {
     while (n > 0) {  // write() may write less than asked (signals, pipes): loop until done
       ssize_t k = ::write(fd_, p, n);
       if (k < 0 && errno == EINTR) continue;
-      EDL_CHECK(k > 0, "save_safetensors: {}: writing {} failed: {}", target_, tmp_, errno_message());
+      EDL_CHECK(k > 0, "{}: {}: writing {} failed: {}", who_, target_, tmp_, errno_message());
       p += k;
       n -= static_cast<size_t>(k);
     }
@@ -91,17 +91,18 @@ class TempFile {
   // soon after the rename can leave a file of the right name and size full of zeros.
   // (On macOS, fsync reaches the drive but not its cache; fcntl(F_FULLFSYNC) would.)
   void commit() {
-    EDL_CHECK(::fsync(fd_) == 0, "save_safetensors: {}: fsync of {} failed: {}", target_, tmp_, errno_message());
+    EDL_CHECK(::fsync(fd_) == 0, "{}: {}: fsync of {} failed: {}", who_, target_, tmp_, errno_message());
     int rc = ::close(fd_);
     fd_ = -1;
-    EDL_CHECK(rc == 0, "save_safetensors: {}: closing {} failed: {}", target_, tmp_, errno_message());
-    EDL_CHECK(::rename(tmp_.c_str(), target_.c_str()) == 0, "save_safetensors: {}: renaming {} to it failed: {}",
-              target_, tmp_, errno_message());
+    EDL_CHECK(rc == 0, "{}: {}: closing {} failed: {}", who_, target_, tmp_, errno_message());
+    EDL_CHECK(::rename(tmp_.c_str(), target_.c_str()) == 0, "{}: {}: renaming {} to it failed: {}",
+              who_, target_, tmp_, errno_message());
     committed_ = true;
   }
 
  private:
   std::string tmp_, target_;
+  const char* who_;
   int fd_ = -1;
   bool committed_ = false;
 };
@@ -113,6 +114,19 @@ void sync_directory(const fs::path& dir) {
   if (fd < 0) return;
   (void)::fsync(fd);
   ::close(fd);
+}
+
+// Writes a file through `write(TempFile&)` under a temporary name in the same directory (rename
+// is atomic only within one file system), makes it durable, then renames it over `path`.
+template <typename WriteFn>
+void write_atomically(const std::string& path, const char* who, WriteFn&& write) {
+  static std::atomic<int> counter{0};
+  fs::path target(path);
+  std::string tmp = fmt::format("{}.tmp.{}.{}", path, static_cast<long>(::getpid()), counter++);
+  TempFile file(tmp, path, who);
+  write(file);
+  file.commit();
+  sync_directory(target.has_parent_path() ? target.parent_path() : fs::path("."));
 }
 
 // ---- reading --------------------------------------------------------------------------------
@@ -225,17 +239,17 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 
   // 2. Write a temporary file next to the target (rename is atomic only within one file
   //    system), make it durable, then rename it over the target.
-  static std::atomic<int> counter{0};
-  fs::path target(path);
-  std::string tmp = fmt::format("{}.tmp.{}.{}", path, static_cast<long>(::getpid()), counter++);
-  TempFile file(tmp, path);
   uint8_t n_le[8];
   for (int i = 0; i < 8; ++i) n_le[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
-  file.write(n_le, sizeof n_le);
-  file.write(text.data(), text.size());
-  for (const auto& [name, t] : tensors) file.write(t.raw(), t.nbytes());
-  file.commit();
-  sync_directory(target.has_parent_path() ? target.parent_path() : fs::path("."));
+  write_atomically(path, "save_safetensors", [&](TempFile& file) {
+    file.write(n_le, sizeof n_le);
+    file.write(text.data(), text.size());
+    for (const auto& [name, t] : tensors) file.write(t.raw(), t.nbytes());
+  });
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  write_atomically(path, "write_file_atomic", [&](TempFile& file) { file.write(contents.data(), contents.size()); });
 }
 
 // ---- load -------------------------------------------------------------------------------------

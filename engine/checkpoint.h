@@ -70,4 +70,8 @@ void load_state_dict(std::vector<std::pair<std::string, Tensor>>& into,
 // The safetensors dtype string of an edl dtype ("F32", ...); throws edl::Error for b1.
 const char* safetensors_dtype_name(DType t);
 
+// Writes `contents` to `path` atomically, as save_safetensors does (temporary file in the same
+// folder, fsync, rename): for the small text files of a run (config, metrics, plots).
+void write_file_atomic(const std::string& path, const std::string& contents);
+
 }  // namespace edl

@@ -34,8 +34,6 @@
 
 namespace edl {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-
 // ---- seeding and initialization ---------------------------------------------------------------
 
 // The generator every initializer below draws from. Not thread-safe: build models on one thread.

@@ -5,6 +5,7 @@
 // NoGradGuard: an optimizer step is not part of the model and must not be recorded.
 #include "engine/optim.h"
 
+#include <cctype>
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -83,6 +84,43 @@ void SGD::step() {
   }
 }
 
+// Splits "<index>.<key>" and checks the index against the parameters.
+static std::pair<size_t, std::string> parse_state_name(const std::string& name, size_t num_params, const char* who) {
+  const size_t dot = name.find('.');
+  size_t i = 0;
+  bool ok = dot != std::string::npos && dot > 0;
+  for (size_t k = 0; ok && k < dot; ++k) ok = std::isdigit(static_cast<unsigned char>(name[k])) != 0;
+  if (ok) i = std::stoul(name.substr(0, dot));
+  EDL_CHECK(ok && i < num_params, "{}: optimizer state entry '{}' does not name one of the {} parameters", who, name,
+            num_params);
+  return {i, name.substr(dot + 1)};
+}
+
+// A copy of a state tensor after checking it fits parameter i.
+static Tensor checked_state(const Tensor& t, const Tensor& param, const std::string& name, const char* who) {
+  EDL_CHECK(t.shape() == param.shape() && t.dtype() == param.dtype(),
+            "{}: optimizer state '{}' is {} {}, its parameter is {} {}", who, name, shape_str(t.shape()),
+            dtype_name(t.dtype()), shape_str(param.shape()), dtype_name(param.dtype()));
+  return t.clone();
+}
+
+std::vector<std::pair<std::string, Tensor>> SGD::state() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < buf_.size(); ++i)
+    if (buf_[i].defined()) out.emplace_back(std::to_string(i) + ".momentum_buffer", buf_[i]);
+  return out;
+}
+
+void SGD::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  std::vector<Tensor> buf(params_.size());
+  for (const auto& [name, t] : state) {
+    auto [i, key] = parse_state_name(name, params_.size(), "SGD");
+    EDL_CHECK(key == "momentum_buffer", "SGD: unknown optimizer state '{}' (expected <index>.momentum_buffer)", name);
+    buf[i] = checked_state(t, params_[i], name, "SGD");
+  }
+  buf_ = std::move(buf);
+}
+
 // ---- AdamW --------------------------------------------------------------------------------------
 
 AdamW::AdamW(std::vector<Tensor> params, double lr, double beta1_, double beta2_, double eps_, double weight_decay_)
@@ -130,6 +168,34 @@ void AdamW::step() {
       }
     });
   }
+}
+
+std::vector<std::pair<std::string, Tensor>> AdamW::state() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!m_[i].defined()) continue;
+    const std::string k = std::to_string(i);
+    out.emplace_back(k + ".exp_avg", m_[i]);
+    out.emplace_back(k + ".exp_avg_sq", v_[i]);
+    out.emplace_back(k + ".step", Tensor::scalar(static_cast<double>(steps_[i]), DType::s64));
+  }
+  return out;
+}
+
+void AdamW::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  std::vector<Tensor> m(params_.size()), v(params_.size());
+  std::vector<int64_t> steps(params_.size(), 0);
+  for (const auto& [name, t] : state) {
+    auto [i, key] = parse_state_name(name, params_.size(), "AdamW");
+    if (key == "exp_avg") m[i] = checked_state(t, params_[i], name, "AdamW");
+    else if (key == "exp_avg_sq") v[i] = checked_state(t, params_[i], name, "AdamW");
+    else if (key == "step") steps[i] = static_cast<int64_t>(t.item());
+    else throw Error(fmt::format("AdamW: unknown optimizer state '{}' (expected exp_avg, exp_avg_sq, step)", name));
+  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    EDL_CHECK(m[i].defined() == v[i].defined() && m[i].defined() == (steps[i] > 0),
+              "AdamW: optimizer state of parameter {} is incomplete (needs exp_avg, exp_avg_sq and step)", i);
+  m_ = std::move(m), v_ = std::move(v), steps_ = std::move(steps);
 }
 
 // ---- learning-rate schedules --------------------------------------------------------------------

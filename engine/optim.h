@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -40,6 +41,14 @@ class Optimizer {
   double lr() const { return lr_; }
   const std::vector<Tensor>& params() const { return params_; }
 
+  // The per-parameter state (momentum, moments, step counts), for a resumable checkpoint.
+  // Names follow PyTorch's optimizer.state_dict()["state"]: "<parameter index>.<key>", e.g.
+  // "3.momentum_buffer", "3.exp_avg", "3.exp_avg_sq", "3.step". Entries alias the optimizer's
+  // tensors. load_state replaces the whole state; a name, shape or dtype that does not fit the
+  // parameters is an edl::Error.
+  virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
+  virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state) = 0;
+
  protected:
   // The gradient of params_[i], checked against the parameter's shape and dtype; undefined
   // when backward did not reach the parameter.
@@ -58,6 +67,8 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, double lr, double momentum = 0, bool nesterov = false, double weight_decay = 0);
   void step() override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
 
   double momentum, weight_decay;
   bool nesterov;
@@ -77,6 +88,8 @@ class AdamW : public Optimizer {
   AdamW(std::vector<Tensor> params, double lr, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8,
         double weight_decay = 0.01);
   void step() override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
 
   double beta1, beta2, eps, weight_decay;
 

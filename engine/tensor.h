@@ -15,6 +15,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/dtype.h"
@@ -135,5 +136,8 @@ struct TensorImpl {
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// Tensors by name in a fixed order, like PyTorch's state_dict().items().
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 }  // namespace edl

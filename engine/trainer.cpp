@@ -1,18 +1,22 @@
-// trainer.cpp — the training loop behind `edl train`.
+// trainer.cpp — the training loop behind `edl train` (see trainer.h).
 #include "engine/trainer.h"
 
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <cstring>
 #include <numeric>
 #include <ostream>
+#include <sstream>
 
-#include "data/cifar.h"
+#include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
 #include "engine/optim.h"
@@ -29,21 +33,6 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 std::string format_duration(double s) {
   int64_t t = static_cast<int64_t>(s + 0.5);
   return t >= 3600 ? fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{}:{:02}", t / 60, t % 60);
-}
-
-// Rows `idx` of a u8 image set, normalized to f32, and their labels.
-std::pair<Tensor, Tensor> make_batch(const CifarSet& set, const std::vector<int64_t>& idx, int64_t begin, int64_t end,
-                                     const std::array<float, 3>& mean, const std::array<float, 3>& stddev) {
-  const int64_t n = end - begin, image_bytes = set.images.numel() / set.images.dim(0);
-  Tensor images = Tensor::empty({n, set.images.dim(1), set.images.dim(2), set.images.dim(3)}, DType::u8);
-  Tensor labels = Tensor::empty({n}, DType::s32);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t k = idx[static_cast<size_t>(begin + i)];
-    std::memcpy(images.data<uint8_t>() + i * image_bytes, set.images.data<uint8_t>() + k * image_bytes,
-                static_cast<size_t>(image_bytes));
-    labels.data<int32_t>()[i] = set.labels.data<int32_t>()[k];
-  }
-  return {normalize_images(images, mean, stddev), labels};
 }
 
 // Correct predictions (argmax of each row of logits) in a batch.
@@ -65,153 +54,315 @@ std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& c, std::vector<Tens
 }
 
 void validate(const TrainConfig& c) {
-  EDL_CHECK(c.steps >= 1, "--steps must be at least 1, got {}", c.steps);
+  EDL_CHECK(c.epochs >= 1, "--epochs must be at least 1, got {}", c.epochs);
+  EDL_CHECK(c.max_steps >= 0, "--max-steps must not be negative, got {}", c.max_steps);
   EDL_CHECK(c.batch_size >= 2, "--batch-size must be at least 2 (batch normalization needs two images), got {}",
             c.batch_size);
   EDL_CHECK(c.lr > 0, "--lr must be positive, got {}", c.lr);
   EDL_CHECK(c.subset >= 0 && c.eval_size >= 0, "--subset and --eval-size must not be negative");
-  EDL_CHECK(c.warmup_steps >= 0 && c.warmup_steps < c.steps, "--warmup ({}) must be less than --steps ({})",
-            c.warmup_steps, c.steps);
+  EDL_CHECK(c.warmup_epochs >= 0 && c.warmup_epochs < c.epochs, "--warmup ({} epochs) must be less than --epochs ({})",
+            c.warmup_epochs, c.epochs);
+  EDL_CHECK(c.label_smoothing >= 0 && c.label_smoothing < 1, "--label-smoothing must be in [0, 1), got {}",
+            c.label_smoothing);
   EDL_CHECK(c.dataset == "cifar10" || c.dataset == "cifar100", "unknown dataset '{}' (known: cifar10, cifar100)",
             c.dataset);
+  EDL_CHECK(!c.out.empty(), "--out must name a run folder");
+  EDL_CHECK(c.threads >= 0, "--threads must not be negative, got {}", c.threads);
 }
 
 nlohmann::json config_json(const TrainConfig& c) {
-  return {{"model", c.model},       {"dataset", c.dataset},   {"steps", c.steps},
-          {"batch_size", c.batch_size}, {"optimizer", c.optimizer}, {"lr", c.lr},
-          {"momentum", c.momentum}, {"nesterov", c.nesterov}, {"weight_decay", c.weight_decay},
-          {"schedule", c.schedule}, {"warmup_steps", c.warmup_steps}, {"label_smoothing", c.label_smoothing},
-          {"seed", c.seed},         {"subset", c.subset},     {"eval_size", c.eval_size}};
+  return {{"model", c.model},         {"dataset", c.dataset},       {"epochs", c.epochs},
+          {"max_steps", c.max_steps}, {"batch_size", c.batch_size}, {"optimizer", c.optimizer},
+          {"lr", c.lr},               {"momentum", c.momentum},     {"nesterov", c.nesterov},
+          {"weight_decay", c.weight_decay}, {"schedule", c.schedule}, {"warmup_epochs", c.warmup_epochs},
+          {"label_smoothing", c.label_smoothing}, {"augment", c.augment}, {"seed", c.seed},
+          {"subset", c.subset},       {"eval_size", c.eval_size},   {"threads", c.threads}};
 }
+
+// Test accuracy of `model` (evaluation mode, no autograd) on the first n images of a split.
+double evaluate(Module& model, const CifarSet& test, int64_t n, const std::array<float, 3>& mean,
+                const std::array<float, 3>& stddev) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  BatchLoader loader(test, idx, 500, AugmentConfig{}, mean, stddev, 0, /*shuffle=*/false, /*drop_last=*/false);
+  model.eval();
+  NoGradGuard no_grad;
+  int64_t correct = 0;
+  for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+    Batch batch = loader.get(0, b);
+    correct += count_correct(model(batch.images), batch.labels);
+  }
+  model.train();
+  return static_cast<double>(correct) / static_cast<double>(n);
+}
+
+struct EpochRow {
+  int64_t epoch;
+  double train_loss, train_accuracy, test_accuracy, lr, seconds, images_per_second, data_wait;
+};
+
+// A two-panel SVG (loss; train and test accuracy) of the epochs so far.
+std::string curves_svg(const std::vector<EpochRow>& rows, const std::string& title) {
+  const double W = 420, H = 260, L = 55, R = 15, T = 30, B = 40;
+  std::ostringstream s;
+  s << fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">)",
+                   2 * W, H + 20)
+    << "\n"
+    << fmt::format(R"(<text x="{}" y="16" text-anchor="middle" font-size="13">{}</text>)", W, title) << "\n";
+  struct Series {
+    const char* name;
+    const char* color;
+    std::vector<double> y;
+  };
+  auto panel = [&](double x0, const char* ylabel, std::vector<Series> series, double ymin, double ymax) {
+    const double pw = W - L - R, ph = H - T - B;
+    const double xmax = std::max<double>(1, static_cast<double>(rows.size()));
+    auto px = [&](double e) { return x0 + L + pw * (e - 1) / std::max(1.0, xmax - 1); };
+    auto py = [&](double v) { return T + ph * (1 - (v - ymin) / (ymax - ymin)); };
+    s << fmt::format(R"(<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>)", x0 + L, T, pw, ph) << "\n";
+    for (int k = 0; k <= 4; ++k) {
+      const double v = ymin + (ymax - ymin) * k / 4;
+      s << fmt::format(R"(<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="#eee"/>)", x0 + L, x0 + L + pw, py(v), py(v))
+        << fmt::format(R"(<text x="{}" y="{:.1f}" text-anchor="end">{:.3g}</text>)", x0 + L - 4, py(v) + 4, v) << "\n";
+    }
+    s << fmt::format(R"(<text x="{}" y="{}" text-anchor="middle">epoch (1 to {})</text>)", x0 + L + pw / 2, H - 8,
+                     rows.size())
+      << fmt::format(R"svg(<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{}</text>)svg", x0 + 14,
+                     T + ph / 2, x0 + 14, T + ph / 2, ylabel)
+      << "\n";
+    double ly = T + 14;
+    for (const Series& ser : series) {
+      std::string pts;
+      for (size_t i = 0; i < ser.y.size(); ++i) pts += fmt::format("{:.1f},{:.1f} ", px(static_cast<double>(i + 1)), py(ser.y[i]));
+      s << fmt::format(R"(<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>)", pts, ser.color)
+        << fmt::format(R"(<text x="{}" y="{}" fill="{}">{}</text>)", x0 + L + 8, ly, ser.color, ser.name) << "\n";
+      ly += 14;
+    }
+  };
+  std::vector<double> loss, tr, te;
+  for (const EpochRow& r : rows) loss.push_back(r.train_loss), tr.push_back(100 * r.train_accuracy), te.push_back(100 * r.test_accuracy);
+  const double lmax = loss.empty() ? 1 : *std::max_element(loss.begin(), loss.end());
+  panel(0, "train loss", {{"train loss", "#1f77b4", loss}}, 0, std::max(1e-3, lmax * 1.05));
+  panel(W, "accuracy (%)", {{"train", "#1f77b4", tr}, {"test", "#d62728", te}}, 0, 100);
+  s << "</svg>\n";
+  return s.str();
+}
+
+constexpr const char* kOptimizerPrefix = "optimizer.";
 
 }  // namespace
 
-TrainResult train(const TrainConfig& c, std::ostream& log, bool live) {
+TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std::atomic<bool>* stop) {
   validate(c);
-  // Everything that can fail on bad flags fails before the (slow) data loading.
+  const auto t_start = Clock::now();
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  const AugmentConfig augment = AugmentConfig::parse(c.augment);
+
+  // Everything that can fail on a bad flag fails before the data is read.
   manual_seed(c.seed);
   const int64_t num_classes = c.dataset == "cifar10" ? 10 : 100;
   std::shared_ptr<Module> model = make_model(c.model, num_classes);
   std::unique_ptr<Optimizer> opt = make_optimizer(c, model->parameters());
-  LrScheduleOptions so;
-  so.kind = lr_kind_from_name(c.schedule);
-  so.base_lr = c.lr;
-  so.total_steps = c.steps;
-  so.warmup_steps = so.kind == LrKind::onecycle ? 0 : c.warmup_steps;
-  if (so.kind == LrKind::step) {  // x0.1 at 1/2 and 3/4 of the steps after warm-up
-    const int64_t T = c.steps - so.warmup_steps;
-    so.milestones = {std::max<int64_t>(1, T / 2), std::max<int64_t>(2, T * 3 / 4)};
-  }
-  LrSchedule schedule(so);
+  const LrKind lr_kind = lr_kind_from_name(c.schedule);
 
   const std::string dir = find_cifar_dir(c.dataset, c.data_dir);
-  log << fmt::format("data: {} from {}\n", c.dataset, dir);
   const CifarSet train_set = load_cifar(dir, c.dataset, true), test_set = load_cifar(dir, c.dataset, false);
   const auto mean = c.dataset == "cifar10" ? kCifar10Mean : kCifar100Mean;
   const auto stddev = c.dataset == "cifar10" ? kCifar10Std : kCifar100Std;
 
   // The training images: all, or a seeded random subset (the course labs train on subsets).
-  Rng rng(c.seed);
   std::vector<int64_t> pool(static_cast<size_t>(train_set.images.dim(0)));
   std::iota(pool.begin(), pool.end(), 0);
-  auto shuffle = [&rng](std::vector<int64_t>& v) {  // Fisher-Yates with our portable generator
-    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[static_cast<size_t>(rng.integer(static_cast<int64_t>(i)))]);
-  };
   if (c.subset > 0) {
     EDL_CHECK(c.subset <= static_cast<int64_t>(pool.size()), "--subset {} exceeds the {} training images", c.subset,
               pool.size());
-    shuffle(pool);
+    Rng rng(c.seed ^ 0x5eedULL);
+    for (size_t i = pool.size(); i > 1; --i)
+      std::swap(pool[i - 1], pool[static_cast<size_t>(rng.integer(static_cast<int64_t>(i)))]);
     pool.resize(static_cast<size_t>(c.subset));
+    std::sort(pool.begin(), pool.end());
   }
-  EDL_CHECK(c.batch_size <= static_cast<int64_t>(pool.size()), "--batch-size {} exceeds the {} training images",
-            c.batch_size, pool.size());
-  log << fmt::format("model: {} ({} parameters), {} training images, batch {}, {} steps, {} lr {} ({})\n", c.model,
-                     model->num_parameters(), pool.size(), c.batch_size, c.steps, c.optimizer, c.lr, c.schedule);
+  BatchLoader loader(train_set, pool, c.batch_size, augment, mean, stddev, c.seed, /*shuffle=*/true, /*drop_last=*/true);
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  const int64_t total_steps = c.epochs * steps_per_epoch;
+  const int64_t n_test = c.eval_size > 0 ? std::min(c.eval_size, test_set.images.dim(0)) : test_set.images.dim(0);
+
+  LrScheduleOptions so;
+  so.kind = lr_kind;
+  so.base_lr = c.lr;
+  so.total_steps = total_steps;
+  so.warmup_steps = lr_kind == LrKind::onecycle ? 0 : static_cast<int64_t>(c.warmup_epochs * steps_per_epoch);
+  if (lr_kind == LrKind::step) {  // x0.1 at 1/2 and 3/4 of the steps after warm-up
+    const int64_t T = total_steps - so.warmup_steps;
+    so.milestones = {std::max<int64_t>(1, T / 2), std::max<int64_t>(2, T * 3 / 4)};
+  }
+  const LrSchedule schedule(so);
+
+  // ---- the run folder; resume ----
+  namespace fs = std::filesystem;
+  fs::create_directories(c.out);
+  const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
+  int64_t step = 0;
+  double best_acc = 0;
+  std::vector<EpochRow> rows;
+  if (c.resume) {
+    EDL_CHECK(fs::exists(last_path), "--resume: no checkpoint to resume from at {}", last_path);
+    std::map<std::string, std::string> meta;
+    NamedTensors saved = load_safetensors(last_path, &meta), model_part, optim_part;
+    for (auto& [name, t] : saved) {
+      if (name.rfind(kOptimizerPrefix, 0) == 0) optim_part.emplace_back(name.substr(std::strlen(kOptimizerPrefix)), t);
+      else model_part.emplace_back(name, t);
+    }
+    EDL_CHECK(meta.count("step") && meta.count("config"), "--resume: {} has no training position (not written by edl train)",
+              last_path);
+    const nlohmann::json was = nlohmann::json::parse(meta["config"]);
+    for (const char* key : {"model", "dataset", "batch_size", "epochs", "subset", "seed", "optimizer", "augment", "schedule"})
+      EDL_CHECK(was[key] == config_json(c)[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key,
+                was[key].dump(), config_json(c)[key].dump());
+    model->load_state_dict(model_part);
+    opt->load_state(optim_part);
+    step = std::stoll(meta["step"]);
+    best_acc = std::stod(meta.at("best_test_accuracy"));
+    if (fs::exists(c.out + "/metrics.jsonl")) {  // the epochs already done, for the curves
+      std::ifstream in(c.out + "/metrics.jsonl");
+      for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line);
+        if (j["epoch"].get<int64_t>() > step / steps_per_epoch) break;
+        rows.push_back({j["epoch"], j["train_loss"], j["train_accuracy"], j["test_accuracy"], j["lr"], j["seconds"],
+                        j["images_per_second"], j["data_wait_seconds"]});
+      }
+    }
+    log << fmt::format("resumed {} at step {} (epoch {}, batch {})\n", last_path, step, step / steps_per_epoch + 1,
+                       step % steps_per_epoch + 1);
+  }
+  write_file_atomic(c.out + "/config.json", config_json(c).dump(2) + "\n");
+
+  log << fmt::format("data: {} from {} ({} training images, {} test images)\n", c.dataset, dir, pool.size(), n_test);
+  log << fmt::format("model: {} ({} parameters); {} epochs x {} steps of {} images; {} lr {} {} (warm-up {} epochs); "
+                     "augment {}; {} threads\n",
+                     c.model, model->num_parameters(), c.epochs, steps_per_epoch, c.batch_size, c.optimizer, c.lr,
+                     c.schedule, c.warmup_epochs, augment.str(), omp_get_max_threads());
+
+  auto save_last = [&](int64_t at_step) {
+    NamedTensors all = model->state_dict();
+    for (auto& [name, t] : opt->state()) all.emplace_back(kOptimizerPrefix + name, t);
+    save_safetensors(last_path, all,
+                     {{"step", std::to_string(at_step)}, {"best_test_accuracy", fmt::format("{:.17g}", best_acc)},
+                      {"config", config_json(c).dump()}, {"format", "edl train checkpoint"}});
+  };
+  auto write_metrics = [&]() {
+    std::string csv = "epoch,train_loss,train_accuracy,test_accuracy,lr,seconds,images_per_second,data_wait_seconds\n",
+                jsonl;
+    for (const EpochRow& r : rows) {
+      csv += fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6g},{:.2f},{:.1f},{:.2f}\n", r.epoch, r.train_loss, r.train_accuracy,
+                         r.test_accuracy, r.lr, r.seconds, r.images_per_second, r.data_wait);
+      jsonl += nlohmann::json{{"epoch", r.epoch},       {"train_loss", r.train_loss},
+                              {"train_accuracy", r.train_accuracy}, {"test_accuracy", r.test_accuracy},
+                              {"lr", r.lr},             {"seconds", r.seconds},
+                              {"images_per_second", r.images_per_second}, {"data_wait_seconds", r.data_wait}}
+                   .dump() +
+               "\n";
+    }
+    write_file_atomic(c.out + "/metrics.csv", csv);
+    write_file_atomic(c.out + "/metrics.jsonl", jsonl);
+    write_file_atomic(c.out + "/curves.svg", curves_svg(rows, c.model + " on " + c.dataset));
+  };
 
   // ---- training ----
   TrainResult r;
+  const int64_t end_step = c.max_steps > 0 ? std::min(total_steps, step + c.max_steps) : total_steps;
+  const double wait_at_start = loader.wait_seconds();
+  int64_t images_this_run = 0;
+  double train_seconds = 0;
   model->train();
-  std::vector<int64_t> order = pool;
-  shuffle(order);
-  int64_t pos = 0, images_seen = 0;
-  double window_loss = 0, window_correct = 0, window_images = 0;  // since the last report
-  double tail_loss = 0, tail_correct = 0, tail_images = 0, tail_steps = 0;  // last 10% of steps
-  const auto t0 = Clock::now();
-  auto last_report = t0;
-  for (int64_t step = 0; step < c.steps; ++step) {
-    if (pos + c.batch_size > static_cast<int64_t>(order.size())) {  // next epoch
-      shuffle(order);
-      pos = 0;
+  while (step < end_step) {
+    const int64_t epoch = step / steps_per_epoch;
+    const auto t_epoch = Clock::now();
+    const double wait_epoch = loader.wait_seconds();
+    double loss_sum = 0, correct = 0, seen = 0;  // this epoch, in this invocation
+    double win_loss = 0, win_correct = 0, win_seen = 0;  // since the last progress line
+    auto last_report = Clock::now();
+    bool interrupted = false;
+    for (int64_t i = step % steps_per_epoch; i < steps_per_epoch && step < end_step; ++i) {
+      Batch b = loader.get(epoch, i);
+      opt->set_lr(schedule.lr(step));
+      Tensor logits = (*model)(b.images);
+      Tensor loss = cross_entropy(logits, b.targets.defined() ? b.targets : b.labels, c.label_smoothing);
+      opt->zero_grad();
+      loss.backward();
+      opt->step();
+      ++step;
+
+      const double l = loss.item(), n = static_cast<double>(b.labels.dim(0));
+      EDL_CHECK(std::isfinite(l), "training diverged at step {}: the loss is {} (try a lower --lr)", step, l);
+      const double ok = static_cast<double>(count_correct(logits, b.labels));
+      loss_sum += l * n, correct += ok, seen += n;
+      win_loss += l * n, win_correct += ok, win_seen += n;
+      images_this_run += b.labels.dim(0);
+
+      interrupted = stop && stop->load();
+      const bool epoch_end = i + 1 == steps_per_epoch || step == end_step;
+      if ((live && seconds_since(last_report) >= 0.5) || epoch_end || interrupted) {
+        const double el = seconds_since(t_epoch), ips = seen / std::max(el, 1e-9);
+        const double eta = static_cast<double>(end_step - step) * static_cast<double>(c.batch_size) / ips;
+        if (live)
+          log << fmt::format("\repoch {}/{}  step {}/{}  loss {:.4f}  acc {:5.1f}%  lr {:.4f}  {:.0f} img/s  ETA {}   ",
+                             epoch + 1, c.epochs, i + 1, steps_per_epoch, win_loss / win_seen,
+                             100 * win_correct / win_seen, schedule.lr(step - 1), ips, format_duration(eta))
+              << std::flush;
+        win_loss = win_correct = win_seen = 0;
+        last_report = Clock::now();
+      }
+      if (interrupted) break;
     }
-    auto [x, y] = make_batch(train_set, order, pos, pos + c.batch_size, mean, stddev);
-    pos += c.batch_size;
-
-    opt->set_lr(schedule.lr(step));
-    Tensor logits = (*model)(x);
-    Tensor loss = cross_entropy(logits, y, c.label_smoothing);
-    opt->zero_grad();
-    loss.backward();
-    opt->step();
-
-    const double l = loss.item();
-    const int64_t correct = count_correct(logits, y);
-    EDL_CHECK(std::isfinite(l), "training diverged at step {}: loss is {} (try a lower --lr)", step + 1, l);
-    images_seen += c.batch_size;
-    window_loss += l * static_cast<double>(c.batch_size), window_correct += static_cast<double>(correct),
-        window_images += static_cast<double>(c.batch_size);
-    if (step >= c.steps - std::max<int64_t>(1, c.steps / 10))
-      tail_loss += l, tail_correct += static_cast<double>(correct), tail_images += static_cast<double>(c.batch_size),
-          ++tail_steps;
-
-    const bool last = step + 1 == c.steps;
-    const bool due = live ? seconds_since(last_report) >= 0.5 : (step + 1) % std::max<int64_t>(1, c.steps / 10) == 0;
-    if (due || last) {
-      const double elapsed = seconds_since(t0), ips = static_cast<double>(images_seen) / elapsed;
-      const double eta = static_cast<double>(c.steps - step - 1) * static_cast<double>(c.batch_size) / ips;
-      log << fmt::format("{}step {:>{}}/{}  loss {:.4f}  acc {:5.1f}%  lr {:.4f}  {:.0f} img/s  ETA {}{}",
-                         live ? "\r" : "", step + 1, std::to_string(c.steps).size(), c.steps,
-                         window_loss / window_images, 100.0 * window_correct / window_images, schedule.lr(step), ips,
-                         format_duration(eta), live ? "   " : "\n");
-      log.flush();
-      window_loss = window_correct = window_images = 0;
-      last_report = Clock::now();
+    const double epoch_seconds = seconds_since(t_epoch);
+    train_seconds += epoch_seconds;
+    if (live) log << "\n";
+    if (interrupted) {
+      save_last(step);
+      log << fmt::format("stopped at step {} (epoch {}, batch {}); wrote {}: continue with --resume\n", step, epoch + 1,
+                         step % steps_per_epoch, last_path);
+      r.interrupted = true;
+      break;
     }
-  }
-  if (live) log << "\n";
-  r.seconds = seconds_since(t0);
-  r.images_per_second = static_cast<double>(images_seen) / r.seconds;
-  r.final_train_loss = tail_loss / tail_steps;
-  r.final_train_accuracy = tail_correct / tail_images;
+    if (step % steps_per_epoch != 0) break;  // --max-steps ended the run inside an epoch
 
-  // ---- evaluation on the test set ----
-  model->eval();
-  NoGradGuard no_grad;
-  const int64_t n_test = c.eval_size > 0 ? std::min(c.eval_size, test_set.images.dim(0)) : test_set.images.dim(0);
-  std::vector<int64_t> test_idx(static_cast<size_t>(n_test));
-  std::iota(test_idx.begin(), test_idx.end(), 0);
-  int64_t correct = 0;
-  for (int64_t b = 0; b < n_test; b += 500) {
-    auto [x, y] = make_batch(test_set, test_idx, b, std::min(n_test, b + 500), mean, stddev);
-    correct += count_correct((*model)(x), y);
+    // End of an epoch: evaluate, record, checkpoint.
+    const double acc = evaluate(*model, test_set, n_test, mean, stddev);
+    rows.push_back({epoch + 1, loss_sum / seen, correct / seen, acc, schedule.lr(step - 1), epoch_seconds,
+                    seen / epoch_seconds, loader.wait_seconds() - wait_epoch});
+    const bool best = acc > best_acc;
+    if (best) {
+      best_acc = acc;
+      save_safetensors(best_path, model->state_dict(),
+                       {{"epoch", std::to_string(epoch + 1)}, {"test_accuracy", fmt::format("{:.6f}", acc)},
+                        {"model", c.model}, {"dataset", c.dataset}});
+    }
+    save_last(step);
+    write_metrics();
+    log << fmt::format("epoch {:>3}/{}  train loss {:.4f}  train acc {:5.2f}%  test acc {:5.2f}%{}  {:.0f}s  "
+                       "({:.0f} img/s, waited {:.1f}s for data)\n",
+                       epoch + 1, c.epochs, loss_sum / seen, 100 * correct / seen, 100 * acc, best ? " (best)" : "",
+                       epoch_seconds, seen / epoch_seconds, loader.wait_seconds() - wait_epoch)
+        << std::flush;
   }
-  r.test_images = n_test;
-  r.test_accuracy = static_cast<double>(correct) / static_cast<double>(n_test);
-  log << fmt::format("done: {} steps in {} ({:.0f} img/s); train loss {:.4f}, train acc {:.1f}% (last 10% of steps); "
-                     "test acc {:.2f}% on {} images\n",
-                     c.steps, format_duration(r.seconds), r.images_per_second, r.final_train_loss,
-                     100 * r.final_train_accuracy, 100 * r.test_accuracy, n_test);
 
-  if (!c.out.empty()) {
-    std::filesystem::create_directories(c.out);
-    nlohmann::json j = config_json(c);
-    j["result"] = {{"test_accuracy", r.test_accuracy}, {"test_images", r.test_images},
-                   {"train_loss", r.final_train_loss}, {"train_accuracy", r.final_train_accuracy},
-                   {"seconds", r.seconds},             {"images_per_second", r.images_per_second}};
-    std::ofstream(c.out + "/config.json") << j.dump(2) << "\n";
-    save_safetensors(c.out + "/model.safetensors", model->state_dict(),
-                     {{"model", c.model}, {"dataset", c.dataset}, {"steps", std::to_string(c.steps)}});
-    log << fmt::format("wrote {0}/config.json and {0}/model.safetensors\n", c.out);
+  r.steps = step;
+  r.epochs_done = step / steps_per_epoch;
+  if (!rows.empty()) {
+    r.train_loss = rows.back().train_loss;
+    r.train_accuracy = rows.back().train_accuracy;
+    r.test_accuracy = rows.back().test_accuracy;
   }
+  r.best_test_accuracy = best_acc;
+  r.seconds = seconds_since(t_start);
+  r.train_images_per_second = static_cast<double>(images_this_run) / std::max(train_seconds, 1e-9);
+  r.data_wait_seconds = loader.wait_seconds() - wait_at_start;
+  if (!r.interrupted && step < total_steps && step % steps_per_epoch != 0) save_last(step);
+  log << fmt::format("{}: {} steps ({} epochs) in {}; {:.0f} training images/s, {:.1f}s waiting for data; "
+                     "last test acc {:.2f}%, best {:.2f}%; run folder {}\n",
+                     r.interrupted ? "interrupted" : "done", r.steps, r.epochs_done, format_duration(r.seconds),
+                     r.train_images_per_second, r.data_wait_seconds, 100 * r.test_accuracy, 100 * best_acc, c.out);
   return r;
 }
 

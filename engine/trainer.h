@@ -1,11 +1,19 @@
-// trainer.h — the training loop behind `edl train`: data, model, optimizer, schedule, progress.
+// trainer.h — the training loop behind `edl train`: data, model, optimizer, schedule,
+// progress, metrics, checkpoints, resume.
 //
-// One function runs a whole training from a TrainConfig and returns what it measured; the
-// command line only parses flags into the config. Progress goes to `log`: a live line
-// (step, loss, accuracy, images/s, ETA) redrawn in place on a terminal, or a line every tenth
-// of the run when the output is a file.
+// One function runs a whole training from a TrainConfig; the command line only parses flags
+// into the config. What it writes into the run folder (config.out):
+//   config.json            the exact configuration
+//   metrics.csv / .jsonl   one row per epoch: train loss and accuracy, test accuracy, times
+//   last.safetensors       model + optimizer state + position, after every epoch and on Ctrl-C
+//                          (what --resume continues from)
+//   best.safetensors       the model with the best test accuracy so far (PyTorch state_dict
+//                          names only: loads with safetensors.torch.load_file)
+//   curves.svg             loss and accuracy per epoch
+// Every file is written atomically (temporary file, then rename).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <iosfwd>
 #include <string>
@@ -15,32 +23,43 @@ namespace edl {
 struct TrainConfig {
   std::string model = "small_cnn";
   std::string dataset = "cifar10";
-  std::string data_dir;          // "" = search (see find_cifar_dir)
-  int64_t steps = 300;
-  int64_t batch_size = 64;
-  std::string optimizer = "sgd";  // sgd | adamw
-  double lr = 0.05;
+  std::string data_dir;              // "" = search (see find_cifar_dir)
+  int64_t epochs = 30;
+  int64_t max_steps = 0;             // stop after this many steps (0 = the whole run); for smoke tests
+  int64_t batch_size = 128;
+  std::string optimizer = "sgd";     // sgd | adamw
+  double lr = 0.2;
   double momentum = 0.9;
   bool nesterov = true;
   double weight_decay = 5e-4;
-  std::string schedule = "cosine";  // constant | step | cosine | onecycle
-  int64_t warmup_steps = 0;
-  double label_smoothing = 0.0;
+  std::string schedule = "cosine";   // constant | step | cosine | onecycle
+  double warmup_epochs = 2;
+  double label_smoothing = 0.1;
+  std::string augment = "crop,flip"; // any of crop, flip, cutout, mixup, cutmix; or none
   uint64_t seed = 0;
-  int64_t subset = 0;      // train on this many random training images (0 = all)
-  int64_t eval_size = 0;   // evaluate on the first this-many test images (0 = all)
-  std::string out;         // run folder for config.json and model.safetensors ("" = none)
+  int64_t subset = 0;                // train on this many random training images (0 = all)
+  int64_t eval_size = 0;             // evaluate on the first this-many test images (0 = all)
+  int threads = 0;                   // 0 = OMP_NUM_THREADS or all cores
+  std::string out = "runs/default";  // the run folder
+  bool resume = false;               // continue from out/last.safetensors
 };
 
 struct TrainResult {
-  double final_train_loss = 0;  // mean over the last 10% of steps
-  double final_train_accuracy = 0;
-  double test_accuracy = 0;
-  int64_t test_images = 0;
-  double seconds = 0;           // training only
-  double images_per_second = 0;
+  int64_t steps = 0;                 // optimizer steps done in total (including before a resume)
+  int64_t epochs_done = 0;
+  double train_loss = 0;             // of the last epoch
+  double train_accuracy = 0;
+  double test_accuracy = 0;          // after the last epoch
+  double best_test_accuracy = 0;
+  double seconds = 0;                // wall time of this invocation, evaluation included
+  double train_images_per_second = 0;
+  double data_wait_seconds = 0;      // time the training loop waited for batches
+  bool interrupted = false;          // stopped by Ctrl-C (or stop flag) with a resumable checkpoint
 };
 
-TrainResult train(const TrainConfig& config, std::ostream& log, bool live_progress);
+// `stop` may be set from a signal handler: the loop finishes the current step, writes
+// last.safetensors and returns with interrupted = true.
+TrainResult train(const TrainConfig& config, std::ostream& log, bool live_progress,
+                  const std::atomic<bool>* stop = nullptr);
 
 }  // namespace edl

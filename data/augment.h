@@ -1,0 +1,53 @@
+// augment.h — the data augmentations of CIFAR training, on whole batches, seeded.
+//
+//   random_crop_flip  pad 4 with black, crop 32×32 at a random offset, mirror with p = 0.5
+//                     (the standard CIFAR recipe, He et al. 2016)     — on u8 images
+//   cutout            zero a random 16×16 square (DeVries & Taylor 2017, arXiv:1708.04552),
+//                     on normalized images, as the original code does
+//   mixup             x = λ x + (1-λ) x[perm], target = λ y + (1-λ) y[perm], λ ~ Beta(α, α)
+//                     (Zhang et al. 2018, arXiv:1710.09412)
+//   cutmix            paste a box of x[perm] covering 1-λ of the image; target weights are the
+//                     exact pasted area (Yun et al. 2019, arXiv:1905.04899)
+// mixup and cutmix produce soft targets (N,K); cross_entropy with soft targets is linear in the
+// target, so its loss is exactly λ CE(y) + (1-λ) CE(y[perm]), the interpolated loss of the papers.
+//
+// Every function takes the generator it draws from, so a batch is a pure function of its seed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/random.h"
+#include "engine/tensor.h"
+
+namespace edl {
+
+// u8 (N,C,H,W) -> u8 (N,C,H,W): each image shifted by up to `pad` pixels (zeros fill) and
+// mirrored left-right with probability 1/2 when `flip`.
+Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng);
+
+// In place on f32 (N,C,H,W): one size×size square per image, centred anywhere in the image
+// (so it may be partly outside), set to 0.
+void cutout_(Tensor& images, int64_t size, Rng& rng);
+
+// One-hot targets (N,K) from s32 labels (N).
+Tensor one_hot(const Tensor& labels, int64_t num_classes);
+
+// A draw from Beta(a, a), via two Gamma(a) draws (Marsaglia & Tsang 2000).
+double sample_beta(double a, Rng& rng);
+
+// In place on f32 images (N,C,H,W) and f32 soft targets (N,K); returns λ.
+double mixup_(Tensor& images, Tensor& targets, double alpha, Rng& rng);
+double cutmix_(Tensor& images, Tensor& targets, double alpha, Rng& rng);
+
+// Which augmentations a run uses, parsed from "crop,flip,cutout,mixup,cutmix" (any subset;
+// "none" or "" for none). An unknown name is an error listing the known ones.
+struct AugmentConfig {
+  bool crop = false, flip = false, cutout = false, mixup = false, cutmix = false;
+  int64_t crop_padding = 4, cutout_size = 16;
+  double mix_alpha = 1.0;  // Beta(α, α) for mixup and cutmix
+  static AugmentConfig parse(const std::string& list);
+  std::string str() const;
+};
+
+}  // namespace edl

@@ -1,0 +1,226 @@
+// test_train.cpp — augmentation properties, the batch loader, and the training loop end to end
+// on small CIFAR-10 files in the official layout (generated here): resume equals continuous,
+// bad flags fail clearly, and (when the real data is present) a short run learns.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "data/augment.h"
+#include "data/loader.h"
+#include "engine/checkpoint.h"
+#include "engine/trainer.h"
+
+using namespace edl;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A scratch folder removed at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / fmt::format("edl_test_train_{}_{}", static_cast<long>(getpid()), counter++);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// CIFAR-10 files in the official layout with `per_file` random records each; the label is
+// encoded in the image (the mean brightness of the red plane grows with it), so that a network
+// can learn it.
+void write_fake_cifar10(const fs::path& dir, int per_file) {
+  Rng rng(42);
+  auto write = [&](const std::string& name) {
+    std::ofstream f(dir / name, std::ios::binary);
+    for (int r = 0; r < per_file; ++r) {
+      const int label = static_cast<int>(rng.integer(10));
+      f.put(static_cast<char>(label));
+      for (int i = 0; i < 3072; ++i) {
+        const int base = i < 1024 ? label * 25 : 128;
+        f.put(static_cast<char>(std::clamp<int>(base + static_cast<int>(rng.integer(30)), 0, 255)));
+      }
+    }
+  };
+  for (int b = 1; b <= 5; ++b) write(fmt::format("data_batch_{}.bin", b));
+  write("test_batch.bin");
+}
+
+Tensor random_u8_images(int64_t n, uint64_t seed) {
+  Rng rng(seed);
+  Tensor t = Tensor::empty({n, 3, 32, 32}, DType::u8);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<uint8_t>()[i] = static_cast<uint8_t>(rng.integer(256));
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("augment: crop without padding and flip mirrors rows exactly", "[augment]") {
+  Tensor x = random_u8_images(64, 1);
+  Rng rng(3);
+  Tensor y = random_crop_flip(x, 0, true, rng);
+  REQUIRE(y.shape() == x.shape());
+  int mirrored = 0;
+  for (int64_t n = 0; n < 64; ++n) {
+    const uint8_t* a = x.data<uint8_t>() + n * 3072;
+    const uint8_t* b = y.data<uint8_t>() + n * 3072;
+    bool same = true, flipped = true;
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t h = 0; h < 32; ++h)
+        for (int64_t w = 0; w < 32; ++w) {
+          same &= b[(c * 32 + h) * 32 + w] == a[(c * 32 + h) * 32 + w];
+          flipped &= b[(c * 32 + h) * 32 + w] == a[(c * 32 + h) * 32 + 31 - w];
+        }
+    CHECK((same || flipped));
+    mirrored += flipped;
+  }
+  CHECK(mirrored > 16);  // about half of 64 (a binomial: 16..48 with overwhelming probability)
+  CHECK(mirrored < 48);
+}
+
+TEST_CASE("augment: a crop is a shift with zero fill, and the same seed gives the same batch", "[augment]") {
+  Tensor x = random_u8_images(8, 2);
+  Rng r1(9), r2(9);
+  Tensor a = random_crop_flip(x, 4, false, r1), b = random_crop_flip(x, 4, false, r2);
+  CHECK(a.to_vector() == b.to_vector());
+  // Each output image equals the input shifted by some (dy, dx) in [-4, 4]^2, zeros outside.
+  for (int64_t n = 0; n < 8; ++n) {
+    bool found = false;
+    for (int dy = -4; dy <= 4 && !found; ++dy)
+      for (int dx = -4; dx <= 4 && !found; ++dx) {
+        bool ok = true;
+        for (int64_t c = 0; c < 3 && ok; ++c)
+          for (int64_t h = 0; h < 32 && ok; ++h)
+            for (int64_t w = 0; w < 32 && ok; ++w) {
+              const int64_t sh = h + dy, sw = w + dx;
+              const uint8_t want = (sh >= 0 && sh < 32 && sw >= 0 && sw < 32) ? x.data<uint8_t>()[((n * 3 + c) * 32 + sh) * 32 + sw] : 0;
+              ok = a.data<uint8_t>()[((n * 3 + c) * 32 + h) * 32 + w] == want;
+            }
+        found = ok;
+      }
+    CHECK(found);
+  }
+}
+
+TEST_CASE("augment: mixup and cutmix keep one unit of label mass per image", "[augment]") {
+  Tensor labels = Tensor::from({6}, {0, 1, 2, 3, 4, 5}, DType::s32);
+  for (bool cut : {false, true}) {
+    Tensor x = Tensor::ones({6, 3, 32, 32});
+    Tensor t = one_hot(labels, 10);
+    Rng rng(5);
+    const double lambda = cut ? cutmix_(x, t, 1.0, rng) : mixup_(x, t, 0.4, rng);
+    CHECK(lambda >= 0);
+    CHECK(lambda <= 1);
+    for (int64_t n = 0; n < 6; ++n) {
+      double mass = 0;
+      for (int64_t k = 0; k < 10; ++k) mass += t.at(n * 10 + k);
+      CHECK(mass == Approx(1.0).epsilon(1e-6));
+      CHECK(t.at(n * 10 + n) >= std::min(lambda, 1 - lambda) - 1e-6);  // own label keeps its weight
+    }
+  }
+}
+
+TEST_CASE("augment: Beta samples have the right mean; cutout zeroes a square; names parse", "[augment]") {
+  Rng rng(11);
+  double s = 0;
+  for (int i = 0; i < 20000; ++i) s += sample_beta(2.0, rng);
+  CHECK(s / 20000 == Approx(0.5).margin(0.01));  // Beta(a, a) has mean 1/2
+  Tensor x = Tensor::ones({4, 3, 32, 32});
+  cutout_(x, 16, rng);
+  for (int64_t n = 0; n < 4; ++n) {
+    int64_t zeros = 0;
+    for (int64_t i = 0; i < 3072; ++i) zeros += x.at(n * 3072 + i) == 0;
+    CHECK(zeros > 0);
+    CHECK(zeros <= 3 * 16 * 16);
+  }
+  CHECK(AugmentConfig::parse("crop,flip").str() == "crop,flip");
+  CHECK_THROWS_WITH(AugmentConfig::parse("crop,rotate"), Catch::Contains("unknown augmentation 'rotate'"));
+  CHECK_THROWS_WITH(AugmentConfig::parse("mixup,cutmix"), Catch::Contains("exclusive"));
+}
+
+TEST_CASE("loader: batches are a pure function of (seed, epoch, index), prefetched or not", "[loader]") {
+  TempDir dir;
+  write_fake_cifar10(dir.path, 20);
+  CifarSet set = load_cifar(dir.path.string(), "cifar10", true);
+  std::vector<int64_t> pool(100);
+  std::iota(pool.begin(), pool.end(), 0);
+  BatchLoader a(set, pool, 16, AugmentConfig::parse("crop,flip,cutout"), kCifar10Mean, kCifar10Std, 7, true, true);
+  BatchLoader b(set, pool, 16, AugmentConfig::parse("crop,flip,cutout"), kCifar10Mean, kCifar10Std, 7, true, true);
+  CHECK(a.batches_per_epoch() == 6);
+  Batch a1 = a.get(1, 0), a2 = a.get(1, 1);  // sequential: the second was prefetched
+  Batch b2 = b.get(1, 1);                    // direct
+  CHECK(a2.images.to_vector() == b2.images.to_vector());
+  CHECK(a2.labels.to_vector() == b2.labels.to_vector());
+  CHECK(a1.labels.to_vector() != a.make(2, 0).labels.to_vector());  // another epoch, another order
+}
+
+TEST_CASE("train: resuming equals not stopping", "[train]") {
+  TempDir dir;
+  write_fake_cifar10(dir.path, 16);  // 80 training images: 5 steps of 16 per epoch
+  TrainConfig c;
+  c.model = "small_cnn";
+  c.data_dir = dir.path.string();
+  c.epochs = 2;
+  c.batch_size = 16;
+  c.lr = 0.05;
+  c.warmup_epochs = 0.4;
+  c.eval_size = 16;
+  c.threads = 1;
+  std::ostringstream log;
+
+  c.out = (dir.path / "continuous").string();
+  TrainResult whole = train(c, log, false);
+  CHECK(whole.steps == 10);
+
+  c.out = (dir.path / "stopped").string();
+  c.max_steps = 7;  // stop inside the second epoch
+  TrainResult first = train(c, log, false);
+  CHECK(first.steps == 7);
+  c.max_steps = 0;
+  c.resume = true;
+  TrainResult second = train(c, log, false);
+  CHECK(second.steps == 10);
+
+  NamedTensors x = load_safetensors((dir.path / "continuous/last.safetensors").string());
+  NamedTensors y = load_safetensors((dir.path / "stopped/last.safetensors").string());
+  REQUIRE(x.size() == y.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    INFO(x[i].first);
+    CHECK(x[i].first == y[i].first);
+    CHECK(x[i].second.to_vector() == y[i].second.to_vector());
+  }
+}
+
+TEST_CASE("train: bad flags and missing data give clear errors", "[train]") {
+  TempDir dir;
+  TrainConfig c;
+  c.model = "small_cnn";
+  c.out = (dir.path / "run").string();
+  std::ostringstream log;
+  TrainConfig bad = c;
+  bad.model = "resnet1000";
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("unknown model 'resnet1000'"));
+  bad = c;
+  bad.optimizer = "rmsprop";
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("unknown optimizer 'rmsprop'"));
+  bad = c;
+  bad.schedule = "linear";
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("linear"));
+  bad = c;
+  bad.epochs = 0;
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--epochs must be at least 1"));
+  bad = c;
+  bad.data_dir = (dir.path / "nowhere").string();
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("nowhere"));
+  bad = c;
+  bad.resume = true;
+  bad.batch_size = 4;
+  write_fake_cifar10(dir.path, 4);
+  bad.data_dir = dir.path.string();
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("no checkpoint to resume from"));
+}
