@@ -1,7 +1,9 @@
 // main.cpp — the edl command line.
 //
-//   edl train [flags]     train a CNN on CIFAR with progress (edl train --help for the flags)
-//   edl ops               list the registered operators and their variants
+//   edl train [flags]            train a CNN on CIFAR with progress (edl train --help for the flags)
+//   edl eval --checkpoint F      top-1, top-5, per-class accuracy, confusion matrix; --logits to save them
+//   edl augment-preview          a PNG grid of augmented training images
+//   edl ops                      list the registered operators and their variants
 //
 // Every bad flag, unknown model or missing data set ends with a one-line error and exit code 1
 // (2 for a command-line syntax error, as CLI11 reports it).
@@ -10,8 +12,17 @@
 
 #include <atomic>
 #include <csignal>
+#include <algorithm>
+#include <cmath>
 #include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
 
+#include "data/image_io.h"
+#include "data/loader.h"
+#include "engine/checkpoint.h"
+#include "engine/evaluation.h"
 #include "engine/registry.h"
 #include "engine/trainer.h"
 #include "models/zoo.h"
@@ -26,6 +37,77 @@ static void list_ops() {
     for (const Variant& v : op.variants) variants.push_back(v.name);
     std::cout << fmt::format("{:<18} {}\n{:<18} variants: {}\n", op.name, op.summary, "", join(variants));
   }
+}
+
+struct EvalOptions {
+  std::string checkpoint, model, dataset, data_dir, logits;
+  int64_t eval_size = 0;
+};
+
+// Loads a checkpoint written by edl train (or by PyTorch with the same state_dict names) and
+// evaluates it on the test set. The model and data set come from the flags, else from the
+// checkpoint's metadata.
+static void run_eval(const EvalOptions& o) {
+  std::map<std::string, std::string> meta;
+  NamedTensors saved = load_safetensors(o.checkpoint, &meta), weights;
+  for (auto& [name, t] : saved)
+    if (name.rfind("optimizer.", 0) != 0) weights.emplace_back(name, t);  // last.safetensors also holds these
+  std::string model = o.model, dataset = o.dataset;
+  if (meta.count("config")) {
+    const auto config = nlohmann::json::parse(meta["config"]);
+    if (model.empty()) model = config["model"];
+    if (dataset.empty()) dataset = config["dataset"];
+  }
+  if (model.empty() && meta.count("model")) model = meta["model"];
+  if (dataset.empty() && meta.count("dataset")) dataset = meta["dataset"];
+  EDL_CHECK(!model.empty(), "eval: {} does not say which model it holds: pass --model ({})", o.checkpoint, join(model_names()));
+  if (dataset.empty()) dataset = "cifar10";
+  EDL_CHECK(dataset == "cifar10" || dataset == "cifar100", "unknown dataset '{}' (known: cifar10, cifar100)", dataset);
+
+  std::shared_ptr<Module> net = make_model(model, dataset == "cifar10" ? 10 : 100);
+  net->load_state_dict(weights);
+  const std::string dir = find_cifar_dir(dataset, o.data_dir);
+  const CifarSet test = load_cifar(dir, dataset, false);
+  const auto mean = dataset == "cifar10" ? kCifar10Mean : kCifar100Mean;
+  const auto stddev = dataset == "cifar10" ? kCifar10Std : kCifar100Std;
+  Evaluation e = evaluate_model(*net, test, mean, stddev, o.eval_size, !o.logits.empty());
+  std::cout << fmt::format("{} ({}) on {} from {}\n", o.checkpoint, model, dataset, dir) << format_evaluation(e, test.class_names);
+  if (!o.logits.empty()) {
+    if (o.logits.size() > 12 && o.logits.substr(o.logits.size() - 12) == ".safetensors")
+      save_safetensors(o.logits, {{"logits", e.logits}, {"labels", test.labels.slice(0, e.images).clone()}});
+    else
+      write_npy(o.logits, e.logits);
+    std::cout << fmt::format("wrote the logits of {} images to {}\n", e.images, o.logits);
+  }
+}
+
+struct PreviewOptions {
+  std::string dataset = "cifar10", data_dir, augment = "crop,flip,cutout", out = "augment-preview.png";
+  int64_t count = 64, cols = 8;
+  uint64_t seed = 0;
+};
+
+// The first training batch after augmentation, un-normalized back to pixels, as a PNG grid.
+static void run_preview(const PreviewOptions& o) {
+  EDL_CHECK(o.count >= 1 && o.cols >= 1, "augment-preview: --count and --cols must be positive");
+  const std::string dir = find_cifar_dir(o.dataset, o.data_dir);
+  const CifarSet train = load_cifar(dir, o.dataset, true);
+  const auto mean = o.dataset == "cifar10" ? kCifar10Mean : kCifar100Mean;
+  const auto stddev = o.dataset == "cifar10" ? kCifar10Std : kCifar100Std;
+  std::vector<int64_t> pool(static_cast<size_t>(train.images.dim(0)));
+  std::iota(pool.begin(), pool.end(), 0);
+  BatchLoader loader(train, pool, std::min<int64_t>(o.count, train.images.dim(0)), AugmentConfig::parse(o.augment), mean,
+                     stddev, o.seed, true, true);
+  Batch b = loader.make(0, 0);
+  Tensor pixels = Tensor::empty(b.images.shape(), DType::u8);
+  const int64_t plane = b.images.dim(2) * b.images.dim(3);
+  for (int64_t i = 0; i < b.images.numel(); ++i) {
+    const int64_t c = i / plane % 3;
+    const double v = (b.images.data<float>()[i] * stddev[c] + mean[c]) * 255.0;
+    pixels.data<uint8_t>()[i] = static_cast<uint8_t>(std::clamp(std::nearbyint(v), 0.0, 255.0));
+  }
+  write_image_grid_png(o.out, pixels, o.cols);
+  std::cout << fmt::format("wrote {} augmented images ({}) to {}\n", pixels.dim(0), o.augment, o.out);
 }
 
 int main(int argc, char** argv) {
@@ -60,6 +142,25 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--out", tc.out, "run folder: config, metrics, checkpoints, curves")->capture_default_str();
   train_cmd->add_flag("--resume", tc.resume, "continue the run in --out from its last checkpoint");
 
+  EvalOptions eo;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
+  eval_cmd->add_option("--checkpoint", eo.checkpoint, "a .safetensors file (best or last of a run, or from PyTorch)")->required();
+  eval_cmd->add_option("--model", eo.model, "model (default: from the checkpoint)");
+  eval_cmd->add_option("--dataset", eo.dataset, "cifar10 or cifar100 (default: from the checkpoint)");
+  eval_cmd->add_option("--data-dir", eo.data_dir, "folder with the CIFAR .bin files");
+  eval_cmd->add_option("--eval-size", eo.eval_size, "evaluate on this many test images (0: all)");
+  eval_cmd->add_option("--logits", eo.logits, "write every image's logits to this .npy or .safetensors file");
+
+  PreviewOptions po;
+  CLI::App* preview_cmd = app.add_subcommand("augment-preview", "write a PNG grid of augmented training images");
+  preview_cmd->add_option("--dataset", po.dataset, "cifar10 or cifar100")->capture_default_str();
+  preview_cmd->add_option("--data-dir", po.data_dir, "folder with the CIFAR .bin files");
+  preview_cmd->add_option("--augment", po.augment, "crop, flip, cutout, mixup, cutmix")->capture_default_str();
+  preview_cmd->add_option("--count", po.count, "images")->capture_default_str();
+  preview_cmd->add_option("--cols", po.cols, "images per row")->capture_default_str();
+  preview_cmd->add_option("--seed", po.seed, "seed")->capture_default_str();
+  preview_cmd->add_option("--out", po.out, "PNG file")->capture_default_str();
+
   CLI::App* ops_cmd = app.add_subcommand("ops", "list the registered operators and their variants");
 
   CLI11_PARSE(app, argc, argv);
@@ -74,6 +175,8 @@ int main(int argc, char** argv) {
       TrainResult r = train(tc, std::cout, isatty(STDOUT_FILENO) != 0, &g_stop);
       if (r.interrupted) return 130;
     }
+    if (*eval_cmd) run_eval(eo);
+    if (*preview_cmd) run_preview(po);
     if (*ops_cmd) list_ops();
   } catch (const std::exception& e) {
     std::cout.flush();

@@ -19,6 +19,7 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
+#include "engine/evaluation.h"
 #include "engine/optim.h"
 #include "models/zoo.h"
 
@@ -77,23 +78,6 @@ nlohmann::json config_json(const TrainConfig& c) {
           {"weight_decay", c.weight_decay}, {"schedule", c.schedule}, {"warmup_epochs", c.warmup_epochs},
           {"label_smoothing", c.label_smoothing}, {"augment", c.augment}, {"seed", c.seed},
           {"subset", c.subset},       {"eval_size", c.eval_size},   {"threads", c.threads}};
-}
-
-// Test accuracy of `model` (evaluation mode, no autograd) on the first n images of a split.
-double evaluate(Module& model, const CifarSet& test, int64_t n, const std::array<float, 3>& mean,
-                const std::array<float, 3>& stddev) {
-  std::vector<int64_t> idx(static_cast<size_t>(n));
-  std::iota(idx.begin(), idx.end(), 0);
-  BatchLoader loader(test, idx, 500, AugmentConfig{}, mean, stddev, 0, /*shuffle=*/false, /*drop_last=*/false);
-  model.eval();
-  NoGradGuard no_grad;
-  int64_t correct = 0;
-  for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
-    Batch batch = loader.get(0, b);
-    correct += count_correct(model(batch.images), batch.labels);
-  }
-  model.train();
-  return static_cast<double>(correct) / static_cast<double>(n);
 }
 
 struct EpochRow {
@@ -328,7 +312,8 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     if (step % steps_per_epoch != 0) break;  // --max-steps ended the run inside an epoch
 
     // End of an epoch: evaluate, record, checkpoint.
-    const double acc = evaluate(*model, test_set, n_test, mean, stddev);
+    const double acc = evaluate_model(*model, test_set, mean, stddev, n_test).top1;
+    model->train();
     rows.push_back({epoch + 1, loss_sum / seen, correct / seen, acc, schedule.lr(step - 1), epoch_seconds,
                     seen / epoch_seconds, loader.wait_seconds() - wait_epoch});
     const bool best = acc > best_acc;
