@@ -1,4 +1,5 @@
-// zoo.cpp — model constructors, looked up by name.
+// zoo.cpp — the zoo's names, each mapped to a constructor of one of the model families
+// (see zoo.h for the list and the PyTorch code each one follows), and small_cnn.
 #include "models/zoo.h"
 
 #include <functional>
@@ -30,6 +31,21 @@ using Factory = std::function<std::shared_ptr<Module>(int64_t num_classes)>;
 static const std::vector<std::pair<std::string, Factory>>& zoo() {
   static const std::vector<std::pair<std::string, Factory>> models = {
       {"small_cnn", [](int64_t k) { return small_cnn(k); }},
+      {"resnet20", [](int64_t k) { return resnet_cifar(20, k); }},
+      {"resnet32", [](int64_t k) { return resnet_cifar(32, k); }},
+      {"resnet44", [](int64_t k) { return resnet_cifar(44, k); }},
+      {"resnet56", [](int64_t k) { return resnet_cifar(56, k); }},
+      {"resnet110", [](int64_t k) { return resnet_cifar(110, k); }},
+      {"resnet18", [](int64_t k) { return resnet18(k); }},
+      {"preact_resnet18", [](int64_t k) { return preact_resnet18(k); }},
+      {"vgg11", [](int64_t k) { return vgg("vgg11", k); }},
+      {"vgg13", [](int64_t k) { return vgg("vgg13", k); }},
+      {"vgg16", [](int64_t k) { return vgg("vgg16", k); }},
+      {"vgg19", [](int64_t k) { return vgg("vgg19", k); }},
+      {"mobilenetv2", [](int64_t k) { return mobilenetv2(k); }},
+      {"densenet_cifar", [](int64_t k) { return densenet_cifar(k); }},
+      {"wrn_16_4", [](int64_t k) { return wide_resnet(16, 4, k); }},
+      {"wrn_28_10", [](int64_t k) { return wide_resnet(28, 10, k); }},
   };
   return models;
 }

@@ -1,9 +1,34 @@
-// zoo.h — the model zoo: networks by name, with PyTorch state_dict parameter names.
+// zoo.h — the model zoo: CIFAR networks by name, with the state_dict names of the PyTorch code
+// each one follows, so weights move between edl and PyTorch in both directions.
 //
-//   auto net = edl::make_model("small_cnn", 10);   // unknown names list the known ones
+//   auto net = edl::make_model("resnet20", 10);   // unknown names list the known ones
 //
-// For now the zoo holds small_cnn, the network of the quick start; the CIFAR families
-// (ResNet-20/56, ResNet-18, VGG, MobileNetV2, ...) join it with the training issue.
+// name             follows (repository, file)                         params  MACs/image
+//                                                               (10 classes)     (32x32)
+// small_cnn        edl (below)                                        24,346      2.80 M
+// resnet20         akamaster/pytorch_resnet_cifar10, resnet.py       269,722     40.55 M
+// resnet32                                                           464,154     68.86 M
+// resnet44                                                           658,586     97.17 M
+// resnet56                                                           853,018    125.49 M
+// resnet110                                                        1,727,962    252.89 M
+// resnet18         kuangliu/pytorch-cifar, models/resnet.py       11,173,962    555.42 M
+// preact_resnet18  kuangliu, models/preact_resnet.py              11,171,146    555.42 M
+// vgg11            kuangliu, models/vgg.py                         9,231,114    152.77 M
+// vgg13                                                            9,416,010    228.27 M
+// vgg16                                                           14,728,266    313.20 M
+// vgg19                                                           20,040,522    398.14 M
+// mobilenetv2      kuangliu, models/mobilenetv2.py                 2,296,922     91.15 M
+// densenet_cifar   kuangliu, models/densenet.py                    1,000,618    125.34 M
+// wrn_16_4         xternalz/WideResNet-pytorch, wideresnet.py      2,748,890    392.61 M
+// wrn_28_10                                                       36,479,194      5.24 G
+//
+// The parameter counts and the state_dict names are PyTorch's for the code cited, and the
+// logits agree for the same weights (tests/test_models.cpp); MACs are summary.h's count,
+// equal to what forward hooks on Conv2d and Linear count in PyTorch.
+//
+// The families, their constructors (with depth, width and the like as parameters) and what
+// each one changes from the paper are in resnet_cifar.h, resnet.h, vgg.h, mobilenetv2.h,
+// densenet.h and wide_resnet.h; summary.h prints a layer-by-layer table of any of them.
 #pragma once
 
 #include <memory>
@@ -11,9 +36,17 @@
 #include <vector>
 
 #include "engine/nn.h"
+#include "models/densenet.h"
+#include "models/mobilenetv2.h"
+#include "models/resnet.h"
+#include "models/resnet_cifar.h"
+#include "models/vgg.h"
+#include "models/wide_resnet.h"
 
 namespace edl {
 
+// Builds the network `name` (one of model_names()) for `num_classes` classes; an unknown name
+// throws edl::Error listing the known ones.
 std::shared_ptr<Module> make_model(const std::string& name, int64_t num_classes);
 std::vector<std::string> model_names();
 
