@@ -3,6 +3,7 @@
 //   edl train [flags]            train a CNN on CIFAR with progress (edl train --help for the flags)
 //   edl eval --checkpoint F      top-1, top-5, per-class accuracy, confusion matrix; --logits to save them
 //   edl augment-preview          a PNG grid of augmented training images
+//   edl summary --model M        layers, output shapes, parameters and multiply-accumulates
 //   edl ops                      list the registered operators and their variants
 //
 // Every bad flag, unknown model or missing data set ends with a one-line error and exit code 1
@@ -25,6 +26,7 @@
 #include "engine/evaluation.h"
 #include "engine/registry.h"
 #include "engine/trainer.h"
+#include "models/summary.h"
 #include "models/zoo.h"
 
 using namespace edl;
@@ -161,6 +163,12 @@ int main(int argc, char** argv) {
   preview_cmd->add_option("--seed", po.seed, "seed")->capture_default_str();
   preview_cmd->add_option("--out", po.out, "PNG file")->capture_default_str();
 
+  std::string summary_model = "resnet20", summary_dataset = "cifar10";
+  CLI::App* summary_cmd = app.add_subcommand("summary", "layers, output shapes, parameters and MACs per image of a model");
+  summary_cmd->add_option("--model", summary_model, "model: " + join(model_names()))->capture_default_str();
+  summary_cmd->add_option("--dataset", summary_dataset, "cifar10 or cifar100 (sets the number of classes)")
+      ->capture_default_str();
+
   CLI::App* ops_cmd = app.add_subcommand("ops", "list the registered operators and their variants");
 
   CLI11_PARSE(app, argc, argv);
@@ -177,6 +185,13 @@ int main(int argc, char** argv) {
     }
     if (*eval_cmd) run_eval(eo);
     if (*preview_cmd) run_preview(po);
+    if (*summary_cmd) {
+      EDL_CHECK(summary_dataset == "cifar10" || summary_dataset == "cifar100",
+                "unknown dataset '{}' (known: cifar10, cifar100)", summary_dataset);
+      std::shared_ptr<Module> net = make_model(summary_model, summary_dataset == "cifar10" ? 10 : 100);
+      std::cout << summary_model << " on " << summary_dataset << " (per 3x32x32 image)\n"
+                << format_summary(summarize(*net, {1, 3, 32, 32}));
+    }
     if (*ops_cmd) list_ops();
   } catch (const std::exception& e) {
     std::cout.flush();

@@ -21,7 +21,7 @@
 namespace edl {
 
 struct TrainConfig {
-  std::string model = "small_cnn";
+  std::string model = "resnet20";
   std::string dataset = "cifar10";
   std::string data_dir;              // "" = search (see find_cifar_dir)
   int64_t epochs = 30;
