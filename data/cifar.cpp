@@ -8,6 +8,8 @@
 // Tests: ctest --test-dir build -R cifar
 #include "data/cifar.h"
 
+#include <algorithm>
+
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -206,9 +208,13 @@ std::string find_cifar_dir(const std::string& dataset, const std::string& explic
     candidates.push_back(base / ".." / "shared" / "data" / L.folder);
   }
   std::string looked;
+  std::vector<std::string> seen;  // the working directory is often the source tree: list each place once
   for (const fs::path& dir : candidates) {
     if (holds_dataset(dir, L)) return absolute_str(dir);
-    looked += "\n  " + absolute_str(dir);
+    const std::string where = absolute_str(dir);
+    if (std::find(seen.begin(), seen.end(), where) != seen.end()) continue;
+    seen.push_back(where);
+    looked += "\n  " + where;
   }
   throw Error(fmt::format("find_cifar_dir: {} not found. Looked in ($EDL_DATA_DIR {}):{}\n{}", L.title,
                           env && *env ? fmt::format("= '{}'", env) : "is not set", looked, how_to_get(L)));

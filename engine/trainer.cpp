@@ -225,7 +225,8 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   log << fmt::format("model: {} ({} parameters); {} epochs x {} steps of {} images; {} lr {} {} (warm-up {} epochs); "
                      "augment {}; {} threads\n",
                      c.model, model->num_parameters(), c.epochs, steps_per_epoch, c.batch_size, c.optimizer, c.lr,
-                     c.schedule, c.warmup_epochs, augment.str(), omp_get_max_threads());
+                     c.schedule, c.warmup_epochs, augment.str(), omp_get_max_threads())
+      << std::flush;
 
   auto save_last = [&](int64_t at_step) {
     NamedTensors all = model->state_dict();
@@ -286,13 +287,17 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
 
       interrupted = stop && stop->load();
       const bool epoch_end = i + 1 == steps_per_epoch || step == end_step;
-      if ((live && seconds_since(last_report) >= 0.5) || epoch_end || interrupted) {
+      const int64_t tenth = std::max<int64_t>(1, steps_per_epoch / 10);
+      const bool due = live ? seconds_since(last_report) >= 0.5 : (i + 1) % tenth == 0 && !epoch_end;
+      if (due || epoch_end || interrupted) {
         const double el = seconds_since(t_epoch), ips = seen / std::max(el, 1e-9);
         const double eta = static_cast<double>(end_step - step) * static_cast<double>(c.batch_size) / ips;
-        if (live)
-          log << fmt::format("\repoch {}/{}  step {}/{}  loss {:.4f}  acc {:5.1f}%  lr {:.4f}  {:.0f} img/s  ETA {}   ",
-                             epoch + 1, c.epochs, i + 1, steps_per_epoch, win_loss / win_seen,
-                             100 * win_correct / win_seen, schedule.lr(step - 1), ips, format_duration(eta))
+        // A live line redrawn in place on a terminal; in a log file, a line every tenth of an epoch.
+        if (live || !epoch_end)
+          log << fmt::format("{}epoch {}/{}  step {}/{}  loss {:.4f}  acc {:5.1f}%  lr {:.4f}  {:.0f} img/s  ETA {}{}",
+                             live ? "\r" : "", epoch + 1, c.epochs, i + 1, steps_per_epoch, win_loss / win_seen,
+                             100 * win_correct / win_seen, schedule.lr(step - 1), ips, format_duration(eta),
+                             live ? "   " : "\n")
               << std::flush;
         win_loss = win_correct = win_seen = 0;
         last_report = Clock::now();
