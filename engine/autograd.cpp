@@ -20,7 +20,8 @@ void accumulate(Tensor& dst, const Tensor& src) {
     using T = decltype(tag);
     T* d = dst.data<T>();
     const T* s = src.data<T>();
-    for (int64_t i = 0; i < dst.numel(); ++i) d[i] += s[i];
+    const int64_t n = dst.numel();
+    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
   });
 }
 

@@ -68,7 +68,8 @@ void SGD::step() {
       T* w = p.data<T>();
       const T* dw = grad.data<T>();
       T* buf = momentum != 0 ? buf_[i].data<T>() : nullptr;
-      for (int64_t k = 0; k < p.numel(); ++k) {
+      const int64_t n = p.numel();
+      for (int64_t k = 0; k < n; ++k) {
         double g = dw[k] + weight_decay * w[k];
         double u = g;
         if (buf) {
@@ -157,7 +158,8 @@ void AdamW::step() {
       T* m = m_[i].data<T>();
       T* v = v_[i].data<T>();
       const T* dw = grad.data<T>();
-      for (int64_t k = 0; k < p.numel(); ++k) {
+      const int64_t n = p.numel();
+      for (int64_t k = 0; k < n; ++k) {
         const double g = dw[k];
         const double mk = beta1 * m[k] + (1 - beta1) * g;
         const double vk = beta2 * v[k] + (1 - beta2) * g * g;

@@ -142,7 +142,8 @@ double Tensor::item() const {
 
 std::vector<double> Tensor::to_vector() const {
   std::vector<double> v(static_cast<size_t>(numel()));
-  for (int64_t i = 0; i < numel(); ++i) v[static_cast<size_t>(i)] = at(i);
+  const int64_t n = numel();
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = at(i);
   return v;
 }
 
@@ -245,21 +246,23 @@ Tensor Tensor::to(DType target) const {
   if (target == dtype()) return clone();
   Tensor t = target == DType::b1 ? zeros(shape(), target) : empty(shape(), target);
   void* p = t.raw();
+  const int64_t n = numel();
   if (dtype() == DType::f32 && target == DType::f64) {  // the common case, kept fast
     const float* s = data<float>();
-    for (int64_t i = 0; i < numel(); ++i) static_cast<double*>(p)[i] = s[i];
+    for (int64_t i = 0; i < n; ++i) static_cast<double*>(p)[i] = s[i];
   } else if (dtype() == DType::f64 && target == DType::f32) {
     const double* s = data<double>();
-    for (int64_t i = 0; i < numel(); ++i) static_cast<float*>(p)[i] = static_cast<float>(s[i]);
+    for (int64_t i = 0; i < n; ++i) static_cast<float*>(p)[i] = static_cast<float>(s[i]);
   } else {
-    for (int64_t i = 0; i < numel(); ++i) store_any(target, p, i, at(i));
+    for (int64_t i = 0; i < n; ++i) store_any(target, p, i, at(i));
   }
   return t;
 }
 
 void Tensor::fill_(double value) {
   void* p = raw();
-  for (int64_t i = 0; i < numel(); ++i) store_any(dtype(), p, i, value);
+  const int64_t n = numel();
+  for (int64_t i = 0; i < n; ++i) store_any(dtype(), p, i, value);
 }
 
 // ---- autograd fields ----------------------------------------------------------------------

@@ -31,6 +31,8 @@ namespace {
 constexpr int64_t KC = 256;
 constexpr int64_t MC = kGemmMR * 20;
 constexpr int64_t NC = 4096;
+// Products below this many flops (a 128³ GEMM is 4.2 M) run on one thread.
+constexpr double kParallelFlops = 4e6;
 
 // A growable 64-byte aligned scratch buffer, one per calling thread and role, reused across
 // calls so that the packing buffers are not allocated (and page-faulted) on every GEMM.
@@ -54,9 +56,9 @@ class Scratch {
 
 // Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows; panel p holds, for each k,
 // the MR values A[i0 + p*MR + r][k0 + k] (zeros past the last row).
-void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) {
+void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap, bool parallel) {
   const int64_t panels = (mc + kGemmMR - 1) / kGemmMR;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t p = 0; p < panels; ++p) {
     float* dst = ap + p * kGemmMR * kc;
     const int64_t rows = std::min<int64_t>(kGemmMR, mc - p * kGemmMR);
@@ -74,9 +76,9 @@ void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float*
 //   row-major B (cs == 1): k outer, each row copied a vector at a time into every panel;
 //   transposed B (rs == 1): each column read down its kc contiguous values.
 // Each thread packs its own range of panels.
-void pack_b(MatrixView B, int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp) {
+void pack_b(MatrixView B, int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp, bool parallel) {
   const int64_t panels = (nc + kGemmNR - 1) / kGemmNR;
-#pragma omp parallel
+#pragma omp parallel if (parallel)
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
     const int64_t p0 = panels * t / T, p1 = panels * (t + 1) / T;
@@ -136,6 +138,8 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float
     }
     return;
   }
+  // Starting threads costs microseconds: a small product runs on the calling thread alone.
+  const bool parallel = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelFlops;
   static thread_local Scratch scratch_a, scratch_b;
   float* ap = scratch_a.get(MC * KC);
   float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));
@@ -145,13 +149,13 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const bool first = pc == 0, last = pc + kc == K;
-      pack_b(B, pc, jc, kc, nc, bp);
+      pack_b(B, pc, jc, kc, nc, bp, parallel);
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
-        pack_a(A, ic, pc, mc, kc, ap);
+        pack_a(A, ic, pc, mc, kc, ap, parallel);
         const int64_t n_panels = (nc + kGemmNR - 1) / kGemmNR;
         // Threads split the micro-panels of B: each writes its own columns of C.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel)
         for (int64_t jp = 0; jp < n_panels; ++jp) {
           const int64_t jr = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, nc - jr);
           for (int64_t ir = 0; ir < mc; ir += kGemmMR) {

@@ -1,6 +1,7 @@
 // conv2d_im2col.cpp — the im2col + GEMM convolution kernels declared in conv2d_im2col.h.
 #include "kernels/conv2d/conv2d_im2col.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace edl {
@@ -41,21 +42,31 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
         db[oc] += acc;
       }
 
-  // dw[g] += dy[n,g] · col[n,g]ᵀ, images in order (deterministic); threads inside the GEMM.
-  if (dw)
-    for (int64_t n = 0; n < s.N; ++n)
-      for (int64_t g = 0; g < s.groups; ++g) {
-        const float* xg = x + (n * s.C + g * CG) * s.H * s.W;
-        const float* col = xg;
-        if (!pointwise) {
-          float* c = col_scratch(CKK * P);
-          im2col(xg, c, CG, s);
-          col = c;
+  // dw[g] += sum over images of dy[n,g] · col[n,g]ᵀ: chunks of kChunk images in parallel, each
+  // into its own partial sum, then the partial sums added in chunk order.
+  if (dw) {
+    constexpr int64_t kChunk = 8;
+    const int64_t chunks = (s.N + kChunk - 1) / kChunk, WN = s.OC * CKK;
+    std::vector<float> partial(static_cast<size_t>(chunks * WN), 0.0f);
+#pragma omp parallel for schedule(dynamic)
+    for (int64_t ch = 0; ch < chunks; ++ch)
+      for (int64_t n = ch * kChunk; n < std::min(s.N, (ch + 1) * kChunk); ++n)
+        for (int64_t g = 0; g < s.groups; ++g) {
+          const float* xg = x + (n * s.C + g * CG) * s.H * s.W;
+          const float* col = xg;
+          if (!pointwise) {
+            float* c = col_scratch(CKK * P);
+            im2col(xg, c, CG, s);
+            col = c;
+          }
+          GemmEpilogue ep;
+          ep.accumulate = true;
+          gemm_f32(OCG, CKK, P, {dy + (n * s.OC + g * OCG) * P, P, 1}, {col, 1, P},
+                   partial.data() + ch * WN + g * OCG * CKK, CKK, ep);
         }
-        GemmEpilogue ep;
-        ep.accumulate = true;
-        gemm_f32(OCG, CKK, P, {dy + (n * s.OC + g * OCG) * P, P, 1}, {col, 1, P}, dw + g * OCG * CKK, CKK, ep);
-      }
+    for (int64_t ch = 0; ch < chunks; ++ch)
+      for (int64_t i = 0; i < WN; ++i) dw[i] += partial[static_cast<size_t>(ch * WN + i)];
+  }
 
   // dx[n,g] += col2im(w[g]ᵀ · dy[n,g]); one image per thread.
   if (dx) {

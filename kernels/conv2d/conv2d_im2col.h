@@ -13,9 +13,10 @@
 //                                              dx at the positions im2col read them from
 // A 1×1 convolution with stride 1 and no padding needs no im2col: col is x itself.
 //
-// Threads: forward and the data gradient run one image per thread (images are independent);
-// the weight gradient sums over images in order, with the GEMM's threads inside, so that the
-// result does not depend on the thread count.
+// Threads: forward and the data gradient run one image per thread (images are independent).
+// The weight gradient is a sum over images: fixed chunks of images are summed in parallel into
+// partial gradients, which are then added in chunk order — the same order for any number of
+// threads, so the result does not depend on the thread count.
 //
 // Tested by: ctest -R 'op\.conv2d\.variants'     Benchmarked by: edl_bench --benchmark_filter='^conv2d/im2col/'
 #pragma once
@@ -42,7 +43,11 @@ inline void im2col(const float* x, float* col, int64_t CG, const Conv2dShape& s)
         std::memset(row, 0, sizeof(float) * s.OH * s.OW);
         const float* xc = x + c * s.H * s.W;
         conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
-          for (int64_t ow = lo; ow < hi; ++ow) row[oh * s.OW + ow] = xc[ih * s.W + ow * s.stride - s.padding + kw];
+          const float* src = xc + ih * s.W - s.padding + kw;  // src[ow * stride] is x at (ih, ow*stride - p + kw)
+          float* dst = row + oh * s.OW;
+          if (s.stride == 1) std::memcpy(dst + lo, src + lo, sizeof(float) * static_cast<size_t>(hi - lo));
+          else
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s.stride];
         });
       }
 }
@@ -55,7 +60,12 @@ inline void col2im_add(const float* dcol, float* dx, int64_t CG, const Conv2dSha
         const float* row = dcol + ((c * s.KH + kh) * s.KW + kw) * s.OH * s.OW;
         float* dxc = dx + c * s.H * s.W;
         conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
-          for (int64_t ow = lo; ow < hi; ++ow) dxc[ih * s.W + ow * s.stride - s.padding + kw] += row[oh * s.OW + ow];
+          float* dst = dxc + ih * s.W - s.padding + kw;
+          const float* src = row + oh * s.OW;
+          if (s.stride == 1)  // contiguous on both sides: the compiler vectorizes this loop
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] += src[ow];
+          else
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow * s.stride] += src[ow];
         });
       }
 }
