@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "engine/random.h"
+#include "engine/threads.h"
 #include "kernels/op_list.h"
 
 namespace edl {
@@ -82,6 +83,7 @@ const Variant& choose_variant(const OpDef& op, const Tensors& inputs, const Attr
 }
 
 Tensor call(const OpDef& op, const Tensors& inputs, const Attrs& attrs, const std::string& variant) {
+  init_threads_once();  // thread count, and subnormals flushed to zero in every thread (threads.h)
   int n = static_cast<int>(inputs.size());
   if (op.max_inputs < 0)
     EDL_CHECK(n >= op.min_inputs, "{}: expected at least {} inputs, got {}", op.name, op.min_inputs, n);

@@ -1,13 +1,16 @@
 // activation.cpp — op definitions of relu, relu6, hardswish, sigmoid (pointwise, any shape).
-// Variants: reference.
+// Variants: reference, simd (f32: SIMD registers via xsimd, threads on large tensors).
 #include "kernels/activation/activation_reference.h"
+#include "kernels/activation/activation_simd.h"
 #include "kernels/common/op_util.h"
 
 namespace edl {
 
 static std::vector<Sample> unary_samples() {
   auto s = [](std::string name, Shape x, bool grad = true) { return Sample{std::move(name), {{x}}, {}, grad}; };
-  return {s("one", {1}), s("2x3x4x5", {2, 3, 4, 5}), s("prime 37", {37}),
+  // 7, 8, 9, 17 straddle the register widths (4 and 8 floats): tails of every length.
+  return {s("one", {1}),         s("seven", {7}),          s("eight", {8}),    s("nine", {9}),
+          s("seventeen", {17}),  s("2x3x4x5", {2, 3, 4, 5}), s("prime 37", {37}),
           s("resnet20 layer1 16x16x32x32", {16, 16, 32, 32}, false)};
 }
 
@@ -18,6 +21,8 @@ struct UnaryKernels {
   void (*forward_f64)(const double*, double*, int64_t);
   void (*backward_f32)(const float*, const float*, const float*, float*, int64_t);
   void (*backward_f64)(const double*, const double*, const double*, double*, int64_t);
+  void (*forward_simd)(const float*, float*, int64_t);
+  void (*backward_simd)(const float*, const float*, const float*, float*, int64_t);
 };
 
 static OpDef make_unary(const char* name, const char* summary, double flops_per_element, UnaryKernels k) {
@@ -51,14 +56,30 @@ static OpDef make_unary(const char* name, const char* summary, double flops_per_
       k.backward_f64(x.data<double>(), c.y.data<double>(), c.dy.data<double>(), dx.data<double>(), x.numel());
     return Tensors{dx};
   };
-  op.variants = {ref};
+
+  // The default `supports` (every f32 call) is what this variant handles.
+  Variant simd;
+  simd.name = "simd";
+  simd.forward = [k](ForwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensor y = Tensor::empty(c.out_shape, x.dtype());
+    k.forward_simd(x.data<float>(), y.data<float>(), x.numel());
+    return y;
+  };
+  simd.backward = [k](BackwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensor dx = Tensor::zeros(x.shape(), x.dtype());
+    k.backward_simd(x.data<float>(), c.y.data<float>(), c.dy.data<float>(), dx.data<float>(), x.numel());
+    return Tensors{dx};
+  };
+  op.variants = {ref, simd};
   return op;
 }
 
 #define EDL_UNARY_KERNELS(op)                                                                      \
   UnaryKernels {                                                                                   \
     op##_forward_reference<float>, op##_forward_reference<double>, op##_backward_reference<float>, \
-        op##_backward_reference<double>                                                            \
+        op##_backward_reference<double>, op##_forward_simd, op##_backward_simd                     \
   }
 
 OpDef make_relu() { return make_unary("relu", "max(x, 0)", 1, EDL_UNARY_KERNELS(relu)); }

@@ -2,10 +2,11 @@
 // Inputs: x (N,C,H,W), weight (C), bias (C), running_mean (C), running_var (C).
 // Attributes: training (1: batch statistics, and the running averages are updated in place;
 // 0: running statistics), momentum (0.1), eps (1e-5) — PyTorch's defaults.
-// Variants: reference.
+// Variants: reference, simd (f32: per-plane loops on SIMD registers, threads over channels).
 #include <cmath>
 
 #include "kernels/batch_norm2d/batch_norm2d_reference.h"
+#include "kernels/batch_norm2d/batch_norm2d_simd.h"
 #include "kernels/common/op_util.h"
 
 namespace edl {
@@ -41,6 +42,11 @@ OpDef make_batch_norm2d() {
     return std::vector<Sample>{
         s("train 2x3x4x4", {2, 3, 4, 4}, 1),       s("train 1x1x3x1", {1, 1, 3, 1}, 1),
         s("eval 2x3x4x4", {2, 3, 4, 4}, 0),        s("train 5x2x3x3", {5, 2, 3, 3}, 1),
+        // planes of 1, 7, 8, 9, 17 and 37 values straddle the register widths (4 and 8 floats)
+        s("train 4x2x1x1", {4, 2, 1, 1}, 1),       s("train 2x2x1x7", {2, 2, 1, 7}, 1),
+        s("train 2x2x2x4", {2, 2, 2, 4}, 1),       s("train 2x3x3x3", {2, 3, 3, 3}, 1),
+        s("train 2x2x1x17", {2, 2, 1, 17}, 1),     s("eval 2x2x1x17", {2, 2, 1, 17}, 0),
+        s("train 1x2x1x37", {1, 2, 1, 37}, 1),
         s("resnet20 layer1 train 16x16x32x32", {16, 16, 32, 32}, 1, false),
         s("resnet20 layer3 eval 16x64x8x8", {16, 64, 8, 8}, 0, false),
     };
@@ -86,7 +92,44 @@ OpDef make_batch_norm2d() {
     });
     return g;
   };
-  op.variants = {ref};
+
+  // The same computation in f32 on SIMD registers; the default `supports` (f32) fits.
+  Variant simd;
+  simd.name = "simd";
+  simd.forward = [](ForwardCtx& c) {
+    Tensor x = c.inputs[0], rm = c.inputs[3], rv = c.inputs[4];
+    const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
+    const bool training = c.attrs.i("training", 1) != 0;
+    const double eps = c.attrs.f("eps", 1e-5);
+    EDL_CHECK(!training || N * HW > 1, "batch_norm2d: training needs more than one value per channel, got x of shape {}",
+              shape_str(x.shape()));
+    Tensor mean = Tensor::empty({C}), invstd = Tensor::empty({C});
+    Tensor y = Tensor::empty(c.out_shape);
+    if (training) {
+      batch_norm2d_stats_simd(x.data<float>(), mean.data<float>(), invstd.data<float>(), rm.data<float>(),
+                              rv.data<float>(), N, C, HW, c.attrs.f("momentum", 0.1), eps);
+    } else {
+      for (int64_t k = 0; k < C; ++k) {
+        mean.data<float>()[k] = rm.data<float>()[k];
+        invstd.data<float>()[k] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(rv.data<float>()[k]) + eps));
+      }
+    }
+    batch_norm2d_forward_simd(x.data<float>(), c.inputs[1].data<float>(), c.inputs[2].data<float>(),
+                              mean.data<float>(), invstd.data<float>(), y.data<float>(), N, C, HW);
+    c.saved = {mean, invstd};
+    return y;
+  };
+  simd.backward = [](BackwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensors g{grad_buffer(c.needs_grad[0], x), grad_buffer(c.needs_grad[1], c.inputs[1]),
+              grad_buffer(c.needs_grad[2], c.inputs[2]), Tensor(), Tensor()};
+    batch_norm2d_backward_simd(x.data<float>(), c.inputs[1].data<float>(), c.saved[0].data<float>(),
+                               c.saved[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
+                               ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), x.dim(0), x.dim(1),
+                               x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0);
+    return g;
+  };
+  op.variants = {ref, simd};
   return op;
 }
 

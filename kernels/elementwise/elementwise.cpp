@@ -1,8 +1,12 @@
 // elementwise.cpp — op definitions of add, sub, mul (broadcasting).
+// Variants: reference (any broadcast, f32 and f64), simd (f32; b the same shape as a, or b
+// broadcast along one dimension of a: per channel, per row, or a scalar).
 #include <algorithm>
+#include <optional>
 
 #include "kernels/common/op_util.h"
 #include "kernels/elementwise/elementwise_reference.h"
+#include "kernels/elementwise/elementwise_simd.h"
 
 namespace edl {
 
@@ -30,18 +34,55 @@ static Broadcast make_broadcast(const std::string& op, const Shape& a, const Sha
   return bc;
 }
 
+// How a call looks to the simd kernels, when they handle it: y has a's shape and b is either
+// a's shape or one value per index of a single dimension d of a (C = a's size along d). A scalar
+// b is C = 1 over planes of a's last two dimensions, so that the forward loop has planes to
+// split across threads and db is summed plane by plane.
+static std::optional<BinaryLayout> simd_layout(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != DType::f32 || b.dtype() != DType::f32 || a.numel() == 0) return std::nullopt;
+  const int64_t n = a.numel();
+  if (a.shape() == b.shape()) return BinaryLayout{1, 1, n, true};
+  if (b.ndim() > a.ndim()) return std::nullopt;  // y would have more dimensions than a
+  if (b.numel() == 1) {
+    const int64_t inner = a.ndim() >= 2 ? a.dim(-2) * a.dim(-1) : n;
+    return BinaryLayout{n / inner, 1, inner, false};
+  }
+  const int64_t lead = a.ndim() - b.ndim();  // b's dimension j lines up with a's lead + j
+  int64_t d = -1;
+  for (int64_t j = 0; j < b.ndim(); ++j) {
+    if (b.dim(j) == 1) continue;
+    if (d >= 0 || b.dim(j) != a.dim(lead + j)) return std::nullopt;  // two dimensions, or b broadcasts a
+    d = lead + j;
+  }
+  int64_t outer = 1, inner = 1;
+  for (int64_t k = 0; k < d; ++k) outer *= a.dim(k);
+  for (int64_t k = d + 1; k < a.ndim(); ++k) inner *= a.dim(k);
+  return BinaryLayout{outer, a.dim(d), inner, false};
+}
+
 static std::vector<Sample> binary_samples() {
   auto s = [](std::string name, Shape a, Shape b, bool grad = true) {
     return Sample{std::move(name), {{a}, {b}}, {}, grad};
   };
   return {
       s("same shape", {3, 5}, {3, 5}),
+      // 1, 7, 8, 9, 17 straddle the register widths (4 and 8 floats) of the simd variant.
+      s("same shape 1", {1}, {1}),
+      s("same shape 7", {7}, {7}),
+      s("same shape 8", {8}, {8}),
+      s("same shape 9", {9}, {9}),
+      s("same shape 17", {17}, {17}),
       s("scalar", {2, 3, 4}, {}),
+      s("scalar 1-d prime 37", {37}, {1}),
       s("row broadcast", {4, 7}, {7}),
       s("per-channel (C,1,1)", {2, 3, 4, 5}, {3, 1, 1}),
+      s("per-channel plane 7", {2, 3, 1, 7}, {1, 3, 1, 1}),
+      s("per-channel plane 9", {2, 2, 3, 3}, {2, 1, 1}),
+      s("per-channel plane 17", {3, 2, 1, 17}, {2, 1, 1}),
       s("both broadcast", {4, 1, 3}, {1, 5, 1}),
       s("resnet20 residual 16x32x32", {32, 16, 32, 32}, {32, 16, 32, 32}, false),
       s("per-channel 64x8x8", {32, 64, 8, 8}, {64, 1, 1}, false),
+      s("scale by scalar 4x16x32x32", {4, 16, 32, 32}, {}, false),
   };
 }
 
@@ -89,7 +130,32 @@ static OpDef make_binary(const char* name, const char* summary, Kind kind) {
     });
     return Tensors{da, db};
   };
-  op.variants = {ref};
+
+  Variant simd;
+  simd.name = "simd";
+  simd.supports = [](const Tensors& in, const Attrs&) { return simd_layout(in[0], in[1]).has_value(); };
+  simd.forward = [kind](ForwardCtx& c) {
+    const Tensor &a = c.inputs[0], &b = c.inputs[1];
+    const BinaryLayout s = *simd_layout(a, b);
+    Tensor y = Tensor::empty(c.out_shape, a.dtype());
+    if (kind == Kind::add) add_forward_simd(a.data<float>(), b.data<float>(), y.data<float>(), s);
+    if (kind == Kind::sub) sub_forward_simd(a.data<float>(), b.data<float>(), y.data<float>(), s);
+    if (kind == Kind::mul) mul_forward_simd(a.data<float>(), b.data<float>(), y.data<float>(), s);
+    return y;
+  };
+  simd.backward = [kind](BackwardCtx& c) {
+    const Tensor &a = c.inputs[0], &b = c.inputs[1];
+    const BinaryLayout s = *simd_layout(a, b);
+    Tensor da = grad_buffer(c.needs_grad[0], a), db = grad_buffer(c.needs_grad[1], b);
+    if (kind == Kind::mul)
+      mul_backward_simd(a.data<float>(), b.data<float>(), c.dy.data<float>(), ptr_or_null<float>(da),
+                        ptr_or_null<float>(db), s);
+    else
+      add_backward_simd(c.dy.data<float>(), ptr_or_null<float>(da), ptr_or_null<float>(db),
+                        kind == Kind::add ? 1.0f : -1.0f, s);
+    return Tensors{da, db};
+  };
+  op.variants = {ref, simd};
   return op;
 }
 

@@ -1,8 +1,9 @@
 // pool.cpp — op definitions of max_pool2d, avg_pool2d (attributes kernel_size, stride
 // (default kernel_size), padding (0)) and global_avg_pool2d ((N,C,H,W) -> (N,C)).
-// Variants: reference.
+// Variants: reference, simd (f32; max/avg for stride <= kernel_size, any padding).
 #include "kernels/common/op_util.h"
 #include "kernels/pool/pool_reference.h"
+#include "kernels/pool/pool_simd.h"
 
 namespace edl {
 
@@ -24,7 +25,13 @@ static std::vector<Sample> pool_samples() {
   };
   return {s("2x2 s2", {2, 3, 4, 4}, 2, 2, 0),          s("3x3 s2 p1 odd", {1, 2, 7, 5}, 3, 2, 1),
           s("3x3 s1 p1", {2, 2, 5, 5}, 3, 1, 1),       s("2x2 s2 odd size", {1, 1, 5, 5}, 2, 2, 0),
-          s("vgg 2x2 16x64x32x32", {16, 64, 32, 32}, 2, 2, 0, false)};
+          // rows of 7, 8, 9, 17 and 37 windows straddle the register widths (4 and 8 floats)
+          s("2x2 s2 7 wide", {1, 2, 4, 15}, 2, 2, 0),  s("2x2 s2 17 wide", {1, 2, 4, 34}, 2, 2, 0),
+          s("3x3 s1 p1 8 wide", {1, 1, 4, 8}, 3, 1, 1), s("3x3 s1 p1 9 wide", {1, 2, 3, 9}, 3, 1, 1),
+          s("3x3 s2 p1 19 wide", {1, 1, 5, 37}, 3, 2, 1), s("3x3 s1 37 wide", {1, 1, 3, 39}, 3, 1, 0),
+          s("2x2 s1 17 wide", {1, 1, 3, 18}, 2, 1, 0),
+          s("vgg 2x2 16x64x32x32", {16, 64, 32, 32}, 2, 2, 0, false),
+          s("3x3 s2 p1 16x64x32x32", {16, 64, 32, 32}, 3, 2, 1, false)};
 }
 
 static OpDef make_pool(const char* name, const char* summary, bool is_max) {
@@ -68,7 +75,37 @@ static OpDef make_pool(const char* name, const char* summary, bool is_max) {
     });
     return Tensors{dx};
   };
-  op.variants = {ref};
+
+  // Windows that overlap or touch (stride <= kernel_size): the SIMD kernels evaluate a window
+  // at every column and keep every stride-th, which only pays when stride is small.
+  Variant simd;
+  simd.name = "simd";
+  simd.supports = [](const Tensors& in, const Attrs& a) {
+    const int64_t K = a.i("kernel_size");
+    return in[0].dtype() == DType::f32 && a.i("stride", K) <= K;
+  };
+  simd.forward = [is_max, name = op.name](ForwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Pool2dShape s = pool_shape(name, x, c.attrs);
+    Tensor y = Tensor::empty(c.out_shape, x.dtype());
+    if (is_max) {
+      Tensor argmax = Tensor::empty(c.out_shape, DType::s32);
+      max_pool2d_forward_simd(x.data<float>(), y.data<float>(), argmax.data<int32_t>(), s);
+      c.saved = {argmax};
+    } else {
+      avg_pool2d_forward_simd(x.data<float>(), y.data<float>(), s);
+    }
+    return y;
+  };
+  simd.backward = [is_max, name = op.name](BackwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Pool2dShape s = pool_shape(name, x, c.attrs);
+    Tensor dx = Tensor::zeros(x.shape(), x.dtype());
+    if (is_max) max_pool2d_backward_simd(c.saved[0].data<int32_t>(), c.dy.data<float>(), dx.data<float>(), s);
+    else avg_pool2d_backward_simd(c.dy.data<float>(), dx.data<float>(), s);
+    return Tensors{dx};
+  };
+  op.variants = {ref, simd};
   return op;
 }
 
@@ -88,6 +125,11 @@ OpDef make_global_avg_pool2d() {
   op.samples = [] {
     return std::vector<Sample>{{"2x3x4x4", {{{2, 3, 4, 4}}}, {}, true},
                                {"1x1x1x1", {{{1, 1, 1, 1}}}, {}, true},
+                               // planes of 7, 8, 9, 17 values straddle the register widths
+                               {"2x2x1x7", {{{2, 2, 1, 7}}}, {}, true},
+                               {"1x2x2x4", {{{1, 2, 2, 4}}}, {}, true},
+                               {"2x1x3x3", {{{2, 1, 3, 3}}}, {}, true},
+                               {"1x3x1x17", {{{1, 3, 1, 17}}}, {}, true},
                                {"resnet20 head 128x64x8x8", {{{128, 64, 8, 8}}}, {}, false}};
   };
   Variant ref;
@@ -110,7 +152,21 @@ OpDef make_global_avg_pool2d() {
     });
     return Tensors{dx};
   };
-  op.variants = {ref};
+  Variant simd;  // the default `supports` (f32) fits
+  simd.name = "simd";
+  simd.forward = [](ForwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensor y = Tensor::empty(c.out_shape);
+    global_avg_pool2d_forward_simd(x.data<float>(), y.data<float>(), x.dim(0) * x.dim(1), x.dim(2) * x.dim(3));
+    return y;
+  };
+  simd.backward = [](BackwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensor dx = Tensor::zeros(x.shape());
+    global_avg_pool2d_backward_simd(c.dy.data<float>(), dx.data<float>(), x.dim(0) * x.dim(1), x.dim(2) * x.dim(3));
+    return Tensors{dx};
+  };
+  op.variants = {ref, simd};
   return op;
 }
 

@@ -1,9 +1,10 @@
 // reduce.cpp — op definitions of sum and mean over all elements (a scalar result).
 //   sum:  y = sum_i x_i        dx_i += dy
 //   mean: y = (1/n) sum_i x_i  dx_i += dy / n
-// The kernels are three lines each and live here rather than in a header of their own.
-// Variants: reference.
+// The reference kernels are three lines each and live here rather than in a header of their own.
+// Variants: reference, simd (f32: registers, blocked sums in threads; kernels/reduce/reduce_simd.h).
 #include "kernels/common/op_util.h"
+#include "kernels/reduce/reduce_simd.h"
 
 namespace edl {
 
@@ -31,6 +32,9 @@ static OpDef make_reduction(const char* name, const char* summary, bool mean) {
   op.flops = [](const Tensors& in, const Attrs&) { return static_cast<double>(in[0].numel()); };
   op.samples = [] {
     return std::vector<Sample>{{"one", {{{1}}}, {}, true}, {"3x4", {{{3, 4}}}, {}, true},
+                               // 7, 8, 9, 17, 37 straddle the register widths (4 and 8 floats)
+                               {"7", {{{7}}}, {}, true}, {"8", {{{8}}}, {}, true}, {"9", {{{9}}}, {}, true},
+                               {"17", {{{17}}}, {}, true}, {"prime 37", {{{37}}}, {}, true},
                                {"2x3x4x5", {{{2, 3, 4, 5}}}, {}, true},
                                {"16x16x32x32", {{{16, 16, 32, 32}}}, {}, false}};
   };
@@ -56,7 +60,23 @@ static OpDef make_reduction(const char* name, const char* summary, bool mean) {
     });
     return Tensors{dx};
   };
-  op.variants = {ref};
+  Variant simd;  // the default `supports` (f32) fits
+  simd.name = "simd";
+  simd.forward = [mean](ForwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensor y = Tensor::empty({});
+    const double s = sum_forward_simd(x.data<float>(), x.numel());
+    y.data<float>()[0] = static_cast<float>(mean ? s / static_cast<double>(x.numel()) : s);
+    return y;
+  };
+  simd.backward = [mean](BackwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    Tensor dx = Tensor::zeros(x.shape());
+    const float g = c.dy.data<float>()[0];
+    sum_backward_simd(mean ? g / static_cast<float>(x.numel()) : g, dx.data<float>(), x.numel());
+    return Tensors{dx};
+  };
+  op.variants = {ref, simd};
   return op;
 }
 

@@ -1,15 +1,21 @@
 // softmax.cpp — op definitions of softmax, log_softmax (over the last dimension) and
 // cross_entropy (logits (N,K) with labels (N, s32) or probabilities (N,K); attribute
 // label_smoothing (0); the batch-mean loss, a scalar).
-// Variants: reference.
+// Variants: reference; softmax and log_softmax also simd (f32, kernels/softmax/softmax_simd.h).
+// cross_entropy has only the reference: its cost is one log_softmax of the logits, small next
+// to the network that produced them.
 #include "kernels/common/op_util.h"
 #include "kernels/softmax/softmax_reference.h"
+#include "kernels/softmax/softmax_simd.h"
 
 namespace edl {
 
 static std::vector<Sample> softmax_samples() {
   auto s = [](std::string name, Shape x, bool grad = true) { return Sample{std::move(name), {{x}}, {}, grad}; };
-  return {s("4x10", {4, 10}), s("one class", {3, 1}), s("3-d 2x3x5", {2, 3, 5}), s("cifar100 128x100", {128, 100}, false)};
+  // rows of 7, 8, 9, 17 and 37 values straddle the register widths (4 and 8 floats)
+  return {s("4x10", {4, 10}),        s("one class", {3, 1}),   s("3-d 2x3x5", {2, 3, 5}),
+          s("rows of 7", {3, 7}),    s("rows of 8", {2, 8}),   s("rows of 9", {2, 9}),
+          s("rows of 17", {2, 17}),  s("rows of 37", {2, 37}), s("cifar100 128x100", {128, 100}, false)};
 }
 
 static OpDef make_softmax_like(const char* name, const char* summary, bool log) {
@@ -46,7 +52,24 @@ static OpDef make_softmax_like(const char* name, const char* summary, bool log) 
     });
     return Tensors{dx};
   };
-  op.variants = {ref};
+  Variant simd;  // the default `supports` (f32) fits
+  simd.name = "simd";
+  simd.forward = [log](ForwardCtx& c) {
+    const Tensor& x = c.inputs[0];
+    const int64_t K = x.dim(-1), R = x.numel() / std::max<int64_t>(K, 1);
+    Tensor y = Tensor::empty(c.out_shape);
+    if (log) log_softmax_forward_simd(x.data<float>(), y.data<float>(), R, K);
+    else softmax_forward_simd(x.data<float>(), y.data<float>(), R, K);
+    return y;
+  };
+  simd.backward = [log](BackwardCtx& c) {
+    const int64_t K = c.y.dim(-1), R = c.y.numel() / std::max<int64_t>(K, 1);
+    Tensor dx = Tensor::zeros(c.y.shape());
+    if (log) log_softmax_backward_simd(c.y.data<float>(), c.dy.data<float>(), dx.data<float>(), R, K);
+    else softmax_backward_simd(c.y.data<float>(), c.dy.data<float>(), dx.data<float>(), R, K);
+    return Tensors{dx};
+  };
+  op.variants = {ref, simd};
   return op;
 }
 
