@@ -21,6 +21,7 @@
 #include "engine/checkpoint.h"
 #include "engine/evaluation.h"
 #include "engine/optim.h"
+#include "engine/threads.h"
 #include "models/zoo.h"
 
 namespace edl {
@@ -139,7 +140,7 @@ constexpr const char* kOptimizerPrefix = "optimizer.";
 TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std::atomic<bool>* stop) {
   validate(c);
   const auto t_start = Clock::now();
-  if (c.threads > 0) omp_set_num_threads(c.threads);
+  if (c.threads > 0) set_num_threads(c.threads);
   const AugmentConfig augment = AugmentConfig::parse(c.augment);
 
   // Everything that can fail on a bad flag fails before the data is read.
