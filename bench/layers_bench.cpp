@@ -1,0 +1,145 @@
+// layers_bench.cpp — the convolution layers of real CIFAR networks, at training batch size:
+// what a variant buys where the time actually goes.
+//
+//   layers/conv2d.<variant>/<layer>/forward/threads:T    every conv2d variant of the registry
+//   layers/conv2d.<variant>/<layer>/backward/threads:T   dx and dw, through the variant's
+//                                                        backward (or the reference's)
+//   im2col/<impl>/<layer> M=.. K=.. N=../threads:T       the same layer as the GEMM im2col
+//                                                        lowers it to, for every matmul variant
+//                                                        and baseline library (gemm_bench.h)
+//
+// Layers: the distinct convolutions of ResNet-20 (He et al. 2016, CIFAR version: 3 stages of
+// 16/32/64 channels, identity shortcuts padded with zeros, so no 1x1 convs) and of ResNet-18
+// (CIFAR variant of github.com/kuangliu/pytorch-cifar: 3x3 stem, stages of 64..512 channels,
+// 1x1 stride-2 convs on the shortcuts that change shape). Each is named as in PyTorch's
+// state_dict ("layer2.0.conv1"); "layer2" stands for the other, identical convs of that stage.
+// 3x3 convs have padding 1, 1x1 convs padding 0; no bias (batch norm follows); batch 128.
+//
+// im2col: the conv y = w * x becomes one matrix product W (OC, C·KH·KW) x col (C·KH·KW, N·OH·OW),
+// so M = OC, K = C·KH·KW, N = batch·OH·OW. That entry times the product alone, without building
+// the col matrix: the best a GEMM-based conv could do on that layer.
+//
+// FLOPs come from the op's flops() (2 per multiply-add); backward counts twice the forward
+// (the data gradient and the weight gradient are each a product as large as the forward).
+//
+// The reference conv2d is plain loops (a few GFLOP/s): at batch 128 one backward of a big
+// ResNet-18 layer takes seconds. It therefore runs a single iteration (MinTime 0.1 s) and, on
+// the ResNet-18 layers, only when EDL_BENCH_REFERENCE=all is set in the environment:
+//   EDL_BENCH_REFERENCE=all build/bench/edl_bench --benchmark_filter='^layers/conv2d.reference'
+//
+//   build/bench/edl_bench --benchmark_filter='^layers/' --benchmark_min_time=0.05
+//   build/bench/edl_bench --benchmark_filter='^im2col/.*resnet20'
+//
+// Registered by a static initializer, as in peak_bench.cpp (ops_bench.cpp owns main()).
+#include <cstdlib>
+#include <cstring>
+
+#include "bench/gemm_bench.h"
+
+namespace edl::bench {
+namespace {
+
+constexpr int64_t kBatch = 128;
+
+struct ConvLayer {
+  const char* net;
+  const char* module;  // PyTorch state_dict name of the module
+  int64_t C, HW;       // input channels, input height = width
+  int64_t OC, K;       // output channels, kernel height = width
+  int64_t stride;      // padding is K/2: "same" for stride 1
+};
+
+const ConvLayer kLayers[] = {
+    {"resnet20", "conv1", 3, 32, 16, 3, 1},
+    {"resnet20", "layer1", 16, 32, 16, 3, 1},
+    {"resnet20", "layer2.0.conv1", 16, 32, 32, 3, 2},
+    {"resnet20", "layer2", 32, 16, 32, 3, 1},
+    {"resnet20", "layer3.0.conv1", 32, 16, 64, 3, 2},
+    {"resnet20", "layer3", 64, 8, 64, 3, 1},
+    {"resnet18", "conv1", 3, 32, 64, 3, 1},
+    {"resnet18", "layer1", 64, 32, 64, 3, 1},
+    {"resnet18", "layer2.0.conv1", 64, 32, 128, 3, 2},
+    {"resnet18", "layer2.0.shortcut.0", 64, 32, 128, 1, 2},
+    {"resnet18", "layer2", 128, 16, 128, 3, 1},
+    {"resnet18", "layer3.0.conv1", 128, 16, 256, 3, 2},
+    {"resnet18", "layer3.0.shortcut.0", 128, 16, 256, 1, 2},
+    {"resnet18", "layer3", 256, 8, 256, 3, 1},
+    {"resnet18", "layer4.0.conv1", 256, 8, 512, 3, 2},
+    {"resnet18", "layer4.0.shortcut.0", 256, 8, 512, 1, 2},
+    {"resnet18", "layer4", 512, 4, 512, 3, 1},
+};
+
+// "resnet18 layer2.0.shortcut.0 1x1 64->128 32x32 s2"
+std::string label(const ConvLayer& l) {
+  return fmt::format("{} {} {}{}->{} {}x{}{}", l.net, l.module, l.K == 1 ? "1x1 " : "", l.C, l.OC, l.HW, l.HW,
+                     l.stride == 1 ? "" : fmt::format(" s{}", l.stride));
+}
+
+Sample conv_sample(const ConvLayer& l) {
+  return Sample{label(l),
+                {{{kBatch, l.C, l.HW, l.HW}}, {{l.OC, l.C, l.K, l.K}}},
+                {{"stride", l.stride}, {"padding", l.K / 2}, {"groups", 1}},
+                false};
+}
+
+bool reference_everywhere() {
+  const char* v = std::getenv("EDL_BENCH_REFERENCE");
+  return v && std::strcmp(v, "all") == 0;
+}
+
+void conv_forward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads) {
+  ThreadScope scope(threads);
+  Tensors in = judge_inputs(v->judge, cached_inputs(s));
+  NoGradGuard no_grad;
+  for (auto _ : st) benchmark::DoNotOptimize(call(*conv, in, s.attrs, v->name));
+  st.counters["FLOP/s"] = benchmark::Counter(conv->flops(in, s.attrs), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// As in ops_bench.cpp: one forward outside the loop, then the variant's backward function
+// (the reference's if it has none) through a BackwardCtx, asking for dx and dw.
+void conv_backward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads) {
+  ThreadScope scope(threads);
+  Tensors in = judge_inputs(v->judge, cached_inputs(s));
+  std::vector<bool> needs(in.size(), true);
+  Tensors saved;
+  Shape out_shape = conv->shape(in, s.attrs);
+  ForwardCtx fctx{in, s.attrs, out_shape, saved};
+  Tensor y = v->forward(fctx);
+  Tensor dy = Tensor::ones(y.shape(), y.dtype());
+  const BackwardFn& bw = v->backward ? v->backward : conv->reference().backward;
+  for (auto _ : st) {
+    BackwardCtx bctx{in, s.attrs, y, saved, dy, needs};
+    benchmark::DoNotOptimize(bw(bctx));
+  }
+  st.counters["FLOP/s"] =
+      benchmark::Counter(2 * conv->flops(in, s.attrs), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+const bool registered = [] {
+  const OpDef* conv = &op("conv2d");
+  for (const ConvLayer& l : kLayers) {
+    const Sample s = conv_sample(l);
+    for (const Variant& v : conv->variants) {
+      const bool reference = &v == &conv->reference();
+      if (reference && std::strcmp(l.net, "resnet20") != 0 && !reference_everywhere()) continue;
+      if (!variant_supports(v, s)) continue;
+      for (const char* dir : {"forward", "backward"})
+        for (int t : thread_counts()) {
+          std::string name = fmt::format("layers/conv2d.{}/{}/{}/threads:{}", v.name, s.name, dir, t);
+          auto fn = std::strcmp(dir, "forward") == 0 ? conv_forward : conv_backward;
+          auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, conv, &v, s, t);
+          b->UseRealTime()->Unit(benchmark::kMillisecond);
+          if (reference) b->MinTime(0.1);
+        }
+    }
+  }
+  for (const ConvLayer& l : kLayers) {
+    const int64_t OH = (l.HW + 2 * (l.K / 2) - l.K) / l.stride + 1;
+    const int64_t M = l.OC, K = l.C * l.K * l.K, N = kBatch * OH * OH;
+    register_gemm("im2col", fmt::format("{} M={} K={} N={}", label(l), M, K, N), M, N, K);
+  }
+  return true;
+}();
+
+}  // namespace
+}  // namespace edl::bench

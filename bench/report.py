@@ -1,0 +1,565 @@
+#!/usr/bin/env python3
+"""report.py — runs edl_bench and turns its JSON into a report a student can read.
+
+Writes, into bench/results/ (git-ignored):
+  edl_bench.json   the raw Google Benchmark output
+  report.md        machine, measured peak, one table per group (square GEMM, im2col GEMM,
+                   conv layers forward and backward) with GFLOP/s, % of peak and ratios
+  *.svg            one bar chart per group and thread count, referenced from report.md
+
+  python3 bench/report.py                          run build/bench/edl_bench, write the report
+  python3 bench/report.py --json results.json      only read an earlier run's JSON
+  python3 bench/report.py --min-time 0.05          a quick, noisier run
+  python3 bench/report.py --all                    also run the per-op entries (appendix)
+  python3 bench/report.py --repetitions 3          best of 3 runs per entry (a shared machine)
+  EDL_BENCH_REFERENCE=all python3 bench/report.py  also the reference conv on ResNet-18 (slow)
+
+`./dev.sh report` builds and then runs this. Python 3 standard library only.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORT_FILTER = r"^(peak|gemm|im2col|layers)/"
+BASELINES = ["Eigen", "OpenBLAS", "oneDNN"]  # libraries, in the order tables list them
+
+# Parts Google Benchmark appends to a name (->UseRealTime(), ->MinTime(), ...).
+GB_SUFFIX = re.compile(r"^(real_time|manual_time|process_time|min_time:.*|min_warmup_time:.*|iterations:\d+|repeats:\d+)$")
+
+GROUPS = [
+    # key, title, what the rows are
+    ("gemm", "SGEMM, square matrices", "C (n,n) = A (n,n) · B (n,n)"),
+    ("im2col", "SGEMM at the im2col shapes of the conv layers", "M = OC, K = C·KH·KW, N = batch·OH·OW"),
+    ("layers/forward", "Conv layers, forward (batch 128)", "y = conv2d(x, w)"),
+    ("layers/backward", "Conv layers, backward: dx and dw (batch 128)", "dx, dw from dy"),
+]
+
+# ---- reading the benchmark output -------------------------------------------------------------
+
+
+def parse_entries(data):
+    """One dict per entry: group, impl, shape, threads, gflops, ms, error. With repetitions
+    (--benchmark_repetitions) an entry keeps its best run: on a shared machine the slower runs
+    measure the other processes, not the kernel."""
+    entries, seen = [], {}
+    for b in data.get("benchmarks", []):
+        if b.get("run_type") == "aggregate":
+            continue
+        name = b.get("run_name") or b["name"]
+        parts = [p for p in name.split("/") if not GB_SUFFIX.match(p)]
+        threads = 1
+        if parts and parts[-1].startswith("threads:"):
+            threads = int(parts.pop()[len("threads:"):])
+        e = {"name": name, "threads": threads, "error": b.get("error_message") if b.get("error_occurred") else None}
+        flops = b.get("FLOP/s")
+        e["gflops"] = flops / 1e9 if isinstance(flops, (int, float)) and not e["error"] else None
+        scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}.get(b.get("time_unit", "ns"), 1e-6)
+        e["ms"] = b.get("real_time", 0) * scale
+        if parts[0] == "peak":
+            e.update(group="peak", impl=parts[1] if len(parts) > 1 else "fma", shape="")
+        elif parts[0] in ("gemm", "im2col") and len(parts) == 3:
+            e.update(group=parts[0], impl=parts[1], shape=parts[2])
+        elif parts[0] == "layers" and len(parts) == 4:
+            e.update(group="layers/" + parts[3], impl=parts[1], shape=parts[2])
+        else:
+            e.update(group="other", impl="", shape=name)
+        if name in seen:
+            old = seen[name]
+            old["runs"] += 1
+            if (e["gflops"] or 0) > (old["gflops"] or 0) or (old["gflops"] is None and e["ms"] < old["ms"]):
+                old.update(gflops=e["gflops"], ms=e["ms"], error=e["error"])
+            continue
+        e["runs"] = 1
+        seen[name] = e
+        entries.append(e)
+    return entries
+
+
+def index(entries):
+    """(group, shape, impl, threads) -> entry, and the order of first appearance of each."""
+    by_key, shapes, impls = {}, {}, {}
+    for e in entries:
+        by_key[(e["group"], e["shape"], e["impl"], e["threads"])] = e
+        shapes.setdefault(e["group"], [])
+        if e["shape"] not in shapes[e["group"]]:
+            shapes[e["group"]].append(e["shape"])
+        impls.setdefault(e["group"], [])
+        if e["impl"] not in impls[e["group"]]:
+            impls[e["group"]].append(e["impl"])
+    for g in impls:  # edl's own variants first, then the libraries in a fixed order
+        impls[g] = [i for i in impls[g] if i not in BASELINES] + [b for b in BASELINES if b in impls[g]]
+    return by_key, shapes, impls
+
+
+# ---- numbers ------------------------------------------------------------------------------
+
+
+def fmt_gflops(v):
+    if v is None:
+        return "—"
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 1 else f"{v:.2f}"
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}×"
+
+
+def geomean(values):
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+class Report:
+    def __init__(self, data):
+        self.data = data
+        self.entries = parse_entries(data)
+        self.by_key, self.shapes, self.impls = index(self.entries)
+        self.threads = sorted({e["threads"] for e in self.entries if e["group"] != "other"}) or [1]
+        self.peak = {t: self.gflops("peak", "", "fma", t) for t in self.threads}
+
+    def gflops(self, group, shape, impl, threads):
+        e = self.by_key.get((group, shape, impl, threads))
+        return e["gflops"] if e else None
+
+    def peak_at(self, threads):
+        p = self.peak.get(threads)
+        if p is None and self.peak.get(1):
+            p = self.peak[1] * threads  # no all-threads peak measured: assume it scales
+        return p
+
+    def baseline_shape(self, group, shape):
+        """Where the baselines of a row live: for a conv layer, its im2col GEMM entries."""
+        if not group.startswith("layers"):
+            return group, shape
+        for s in self.shapes.get("im2col", []):
+            if s.startswith(shape + " M="):
+                return "im2col", s
+        return None, None
+
+    def ratios(self, group, shape, impl, threads):
+        """(vs Eigen, vs best other baseline, name of that baseline) for one cell."""
+        v = self.gflops(group, shape, impl, threads)
+        bg, bs = self.baseline_shape(group, shape)
+        if v is None or bg is None:
+            return None, None, None
+        eigen = self.gflops(bg, bs, "Eigen", threads)
+        others = [(self.gflops(bg, bs, b, threads), b) for b in BASELINES if b != impl]
+        others = [(x, b) for x, b in others if x]
+        best, best_name = max(others) if others else (None, None)
+        return (v / eigen if eigen else None), (v / best if best else None), best_name
+
+
+# ---- the SVG bar chart --------------------------------------------------------------------
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#e377c2", "#17becf", "#bcbd22"]
+BASELINE_COLORS = {"Eigen": "#7f7f7f", "OpenBLAS": "#8c564b", "oneDNN": "#c7a76c"}
+
+
+def colors_for(impls):
+    out, k = {}, 0
+    for i in impls:
+        if i in BASELINE_COLORS:
+            out[i] = BASELINE_COLORS[i]
+        else:
+            out[i] = PALETTE[k % len(PALETTE)]
+            k += 1
+    return out
+
+
+def esc(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def nice_step(span, ticks=6):
+    raw = span / ticks
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def bar_chart(title, rows, impls, colors, peak, peak_label):
+    """rows: [(label, {impl: gflops})]. Horizontal grouped bars, one group per shape.
+    A label is split in two lines before " M=" (the GEMM sizes of an im2col shape)."""
+    font, char_w = 12, 7.2  # DejaVu Sans at 12 px: about 7 px per character
+    split = lambda label: label.replace(" M=", "\nM=").split("\n")  # noqa: E731
+    longest = max((len(line) for r in rows for line in split(r[0])), default=10)
+    label_w = min(440, max(120, int(longest * char_w) + 16))
+    plot_w, right = 520, 60
+    width = label_w + plot_w + right
+    bar_h, gap = 12, 10
+    # legend: items in rows that fit the width
+    legend_items, x, y, legend_rows = [], 0, 0, 1
+    for i in impls:
+        w = 22 + len(i) * char_w + 18
+        if x + w > width - 20:
+            x, y, legend_rows = 0, y + 18, legend_rows + 1
+        legend_items.append((x, y, i))
+        x += w
+    top = 40 + legend_rows * 18 + 22
+    group_h = [max(len([i for i in impls if r[1].get(i) is not None]) * bar_h, 30) + gap for r in rows]
+    height = top + sum(group_h) + 50
+    vmax = max([v for _, vals in rows for v in vals.values() if v] + [peak or 0, 1e-9])
+    step = nice_step(vmax * 1.05)
+    xmax = step * math.ceil(vmax * 1.05 / step)
+    sx = lambda v: label_w + plot_w * v / xmax  # noqa: E731
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+           f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="{font}">',
+           f'<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="22" font-size="16" font-weight="bold">{esc(title)}</text>']
+    for lx, ly, i in legend_items:
+        out.append(f'<rect x="{10 + lx:.0f}" y="{34 + ly}" width="14" height="12" fill="{colors[i]}"/>')
+        out.append(f'<text x="{10 + lx + 20:.0f}" y="{44 + ly}">{esc(i)}</text>')
+    plot_top, plot_bottom = top - 8, height - 42
+    # grid and x axis
+    v = 0.0
+    while v <= xmax + 1e-9:
+        x = sx(v)
+        out.append(f'<line x1="{x:.1f}" y1="{plot_top}" x2="{x:.1f}" y2="{plot_bottom}" stroke="#e0e0e0"/>')
+        out.append(f'<text x="{x:.1f}" y="{plot_bottom + 16}" text-anchor="middle" fill="#333">{v:g}</text>')
+        v += step
+    out.append(f'<line x1="{label_w}" y1="{plot_bottom}" x2="{label_w + plot_w}" y2="{plot_bottom}" stroke="#333"/>')
+    out.append(f'<line x1="{label_w}" y1="{plot_top}" x2="{label_w}" y2="{plot_bottom}" stroke="#333"/>')
+    out.append(f'<text x="{label_w + plot_w / 2:.0f}" y="{plot_bottom + 34}" text-anchor="middle">'
+               f'GFLOP/s (higher is better)</text>')
+    # bars
+    y = top
+    for (label, vals), gh in zip(rows, group_h):
+        present = [i for i in impls if vals.get(i) is not None]
+        lines = split(label)
+        mid = y + (gh - gap) / 2 - (len(lines) - 1) * 7
+        for n, line in enumerate(lines):
+            out.append(f'<text x="{label_w - 8}" y="{mid + 4 + 14 * n:.1f}" text-anchor="end">{esc(line)}</text>')
+        for k, i in enumerate(present):
+            by = y + k * bar_h
+            w = max(0.5, sx(vals[i]) - label_w)
+            out.append(f'<rect x="{label_w}" y="{by:.1f}" width="{w:.1f}" height="{bar_h - 2}" fill="{colors[i]}">'
+                       f'<title>{esc(i)}: {fmt_gflops(vals[i])} GFLOP/s</title></rect>')
+            out.append(f'<text x="{label_w + w + 3:.1f}" y="{by + bar_h - 3:.1f}" font-size="9" fill="#333">'
+                       f'{fmt_gflops(vals[i])}</text>')
+        y += gh
+        out.append(f'<line x1="{label_w}" y1="{y - gap / 2:.1f}" x2="{label_w + plot_w}" y2="{y - gap / 2:.1f}" '
+                   f'stroke="#f0f0f0"/>')
+    if peak:
+        x = sx(peak)
+        out.append(f'<line x1="{x:.1f}" y1="{plot_top}" x2="{x:.1f}" y2="{plot_bottom}" stroke="#d62728" '
+                   f'stroke-width="1.5" stroke-dasharray="6,4"/>')
+        out.append(f'<text x="{x - 4:.1f}" y="{plot_top - 4}" text-anchor="end" fill="#d62728" font-size="11">'
+                   f'{esc(peak_label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+# ---- the markdown -------------------------------------------------------------------------
+
+
+def cpu_model():
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        for key in ("model name", "Model", "Hardware", "cpu model"):
+            m = re.search(rf"^{key}\s*:\s*(.+)$", info, re.M)
+            if m:
+                return m.group(1).strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        try:
+            return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True).stdout.strip()
+        except OSError:
+            pass
+    return platform.processor() or platform.machine()
+
+
+def physical_cores():
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        pairs = set(re.findall(r"^physical id\s*:\s*(\d+)\s*$.*?^core id\s*:\s*(\d+)\s*$", info, re.M | re.S))
+        if pairs:
+            return len(pairs)
+    except OSError:
+        pass
+    return None
+
+
+def git_commit():
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True)
+        if rev.returncode == 0:
+            return rev.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    except OSError:
+        pass
+    return "unknown"
+
+
+EXPLANATION = """\
+## How to read this report
+
+- **GFLOP/s**: billions of floating-point operations per second; higher is better. A
+  multiply-add counts as 2 FLOPs. The FLOP count of an entry is fixed by the problem, not by
+  the algorithm: 2·M·N·K for a matrix product, 2·N·OC·OH·OW·C·KH·KW for a convolution (the
+  op's `flops()`), twice that for a backward (dx and dw are each a product as large as the
+  forward). So GFLOP/s of two implementations of the same entry compare exactly like their
+  speeds. Times are wall-clock.
+- **Peak**: the most this machine can do at all, measured by `peak/fma` — chains of fused
+  multiply-adds that never touch memory (`bench/peak_bench.cpp` says why it needs 12
+  independent chains). No real kernel reaches it: a very good SGEMM gets 80–90 % on large
+  matrices, less on thin ones.
+- **% peak**: GFLOP/s divided by the peak measured with the same number of threads.
+- **× Eigen**: GFLOP/s divided by Eigen's on the same shape and thread count (above 1: faster
+  than Eigen). For a conv layer the yardstick is Eigen's SGEMM on the layer's **im2col shape**:
+  the matrix product alone, without building the column matrix, so a GEMM-based conv can
+  hardly beat 1×. For a backward row it is still the forward's GEMM shape: a rough guide only.
+- **× best other**: GFLOP/s divided by the fastest *other* baseline library (Eigen, OpenBLAS,
+  oneDNN — whichever were built in) on the same shape and threads, named in the cell.
+- **Implementations**: `matmul.<variant>` and `conv2d.<variant>` are edl's registered variants,
+  called through the registry (`edl::call`, which allocates the output on each call): the
+  reference (plain loops, the specification) and the fast ones. `Eigen`, `OpenBLAS`, `oneDNN`
+  are the libraries called directly into a preallocated output.
+- **im2col shapes**: a convolution becomes one matrix product W (OC, C·KH·KW) × col
+  (C·KH·KW, batch·OH·OW): M = OC, K = C·KH·KW, N = batch·OH·OW. Few rows (small M) or a
+  short inner dimension (small K) make a GEMM hard to run at peak: watch the small layers.
+- **Threads**: every entry runs with 1 thread and with all of them. Two threads cannot do more
+  than twice one; on a shared or virtual machine, other work and "steal time" lower the numbers
+  (see the load average below), so compare entries of one run with each other.
+"""
+
+
+def section_peak(r):
+    lines = ["## Peak", "", "| threads | peak GFLOP/s | per thread |", "|---:|---:|---:|"]
+    for t in r.threads:
+        p = r.peak.get(t)
+        lines.append(f"| {t} | {fmt_gflops(p)} | {fmt_gflops(p / t) if p else '—'} |")
+    simd = r.data.get("context", {}).get("edl_simd")
+    lines += ["", "Measured with " + (f"`{simd}`" if simd else "the build's SIMD") + ". The theoretical "
+              "value is lanes × 2 FLOPs × FMA units × clock: for AVX2 (8 float lanes) with 2 FMA units at "
+              "3.65 GHz, 8 × 2 × 2 × 3.65 ≈ 117 GFLOP/s per core.", ""]
+    # Register-only chains scale perfectly with cores, unless other processes take them.
+    p1 = r.peak.get(1)
+    for t in r.threads:
+        pt = r.peak.get(t)
+        if t > 1 and p1 and pt and pt < 0.8 * t * p1:
+            lines += [f"> **Warning:** the {t}-thread peak is only {pt / p1:.1f}× the 1-thread peak (a perfect "
+                      f"{t}× is expected: the chains share nothing). Other processes were using the cores, or "
+                      f"there are fewer physical cores than threads: the {t}-thread numbers below are not "
+                      "reliable.", ""]
+    return lines
+
+
+def section_machine(r, meta):
+    ctx = r.data.get("context", {})
+    cores = physical_cores()
+    lines = ["## Machine", "", "| | |", "|---|---|"]
+    lines.append(f"| CPU | {cpu_model()} |")
+    lines.append(f"| cores | {cores if cores else '?'} physical, {os.cpu_count()} logical "
+                 f"(benchmark sees {ctx.get('num_cpus', '?')}; all threads = {ctx.get('edl_threads', '?')}) |")
+    if ctx.get("mhz_per_cpu"):
+        lines.append(f"| clock (reported) | {ctx['mhz_per_cpu']} MHz |")
+    caches = ctx.get("caches") or []
+    if caches:
+        cs = ", ".join(f"L{c['level']} {c['type'].lower()} {c['size'] // 1024} KiB"
+                       + (f" (shared by {c['num_sharing']} CPUs)" if c.get("num_sharing", 0) > 1 else "")
+                       for c in caches)
+        lines.append(f"| caches | {cs} |")
+    for key, title in (("edl_simd", "SIMD of this build"), ("edl_compiler", "compiler"), ("edl_baselines", "baselines")):
+        if ctx.get(key):
+            lines.append(f"| {title} | {ctx[key]} |")
+    load = ctx.get("load_avg")
+    if load:
+        lines.append(f"| load average at start | {', '.join(f'{x:.2f}' for x in load)} |")
+    runs = max((e["runs"] for e in r.entries), default=1)
+    lines.append(f"| run | {ctx.get('date', '?')}, commit {meta.get('commit', '?')}"
+                 + (f", {meta['seconds'] / 60:.1f} min" if meta.get("seconds") else "")
+                 + (f"; every number is the best of {runs} repetitions" if runs > 1 else "") + " |")
+    lines.append("")
+    if load and ctx.get("num_cpus") and load[0] > 0.25 * ctx["num_cpus"]:
+        lines += [f"> **The machine was busy** (load {load[0]:.1f} on {ctx['num_cpus']} CPUs when the run "
+                  "started): other processes took CPU time, so these numbers are lower and noisier than "
+                  "on an idle machine. Rerun on a quiet machine for clean numbers.", ""]
+    return lines
+
+
+def cell_label(group, shape):
+    if group == "gemm":
+        m = re.fullmatch(r"(\d+)\^3", shape)
+        return f"M=N=K={m.group(1)}" if m else shape
+    return shape
+
+
+def section_group(r, key, title, what, out_dir, charts):
+    shapes = r.shapes.get(key, [])
+    if not shapes:
+        return []
+    impls = r.impls[key]
+    lines = [f"## {title}", "", f"Rows: {what}. "
+             + ("Ratios use the library SGEMMs on the layer's im2col shape. " if key.startswith("layers") else ""), ""]
+    head = "| shape | implementation |"
+    sep = "|---|---|"
+    for t in r.threads:
+        th = f"{t} thread" + ("s" if t > 1 else "")
+        head += f" GFLOP/s, {th} | % peak | × Eigen | × best other |"
+        sep += "---:|---:|---:|---|"
+    lines += [head, sep]
+    for s in shapes:
+        present = [i for i in impls if any(r.by_key.get((key, s, i, t)) for t in r.threads)]
+        best = {t: max((r.gflops(key, s, i, t) or 0) for i in present) for t in r.threads}
+        for n, i in enumerate(present):
+            row = f"| {cell_label(key, s) if n == 0 else ''} | {i} |"
+            for t in r.threads:
+                e = r.by_key.get((key, s, i, t))
+                v = e["gflops"] if e else None
+                if e and e["error"]:
+                    row += f" skipped: {e['error']} | | | |"
+                    continue
+                g = fmt_gflops(v)
+                if v is not None and v == best[t] and len(present) > 1:
+                    g = f"**{g}**"
+                p = r.peak_at(t)
+                pct = f"{100 * v / p:.0f} %" if v and p else "—"
+                ve, vb, bn = r.ratios(key, s, i, t)
+                row += f" {g} | {pct} | {fmt_ratio(ve)} | {fmt_ratio(vb) + (' ' + bn if bn and vb else '')} |"
+            lines.append(row)
+    lines.append("")
+    colors = colors_for(impls)
+    for t in r.threads:
+        rows = [(cell_label(key, s), {i: r.gflops(key, s, i, t) for i in impls}) for s in shapes]
+        if not any(v for _, vals in rows for v in vals.values()):
+            continue
+        fname = f"{key.replace('/', '_')}_threads{t}.svg"
+        peak = r.peak_at(t)
+        th = f"{t} thread" + ("s" if t > 1 else "")
+        svg = bar_chart(f"{title} — {th}", rows, impls, colors, peak, f"peak {fmt_gflops(peak)} GFLOP/s" if peak else "")
+        (out_dir / fname).write_text(svg)
+        charts.append(fname)
+        lines += [f"![{title}, {th}]({fname})", ""]
+    return lines
+
+
+def section_summary(r):
+    """Geometric means of × Eigen and % peak per implementation and group: the one-line answer."""
+    lines = ["## At a glance", "",
+             "Geometric mean over the shapes of each group (a ratio of 1.20× means 20 % faster than Eigen "
+             "on a typical shape of the group).", ""]
+    head, sep = "| group | implementation |", "|---|---|"
+    for t in r.threads:
+        head += f" × Eigen, {t}T | % peak, {t}T |"
+        sep += "---:|---:|"
+    lines += [head, sep]
+    any_row = False
+    for key, title, _ in GROUPS:
+        for i in r.impls.get(key, []):
+            if i == "Eigen":
+                continue
+            row = f"| {title} | {i} |"
+            ok = False
+            for t in r.threads:
+                shapes = r.shapes.get(key, [])
+                ve = geomean([r.ratios(key, s, i, t)[0] for s in shapes])
+                p = r.peak_at(t)
+                pp = geomean([(r.gflops(key, s, i, t) or 0) / p for s in shapes]) if p else None
+                ok |= ve is not None or pp is not None
+                row += f" {fmt_ratio(ve)} | {f'{100 * pp:.0f} %' if pp else '—'} |"
+            if ok:
+                lines.append(row)
+                any_row = True
+    lines.append("")
+    return lines if any_row else []
+
+
+def section_other(r):
+    other = [e for e in r.entries if e["group"] == "other"]
+    if not other:
+        return []
+    lines = ["## Appendix: per-op entries (ops_bench.cpp)", "", "| entry | time (ms) | GFLOP/s |", "|---|---:|---:|"]
+    for e in other:
+        lines.append(f"| {e['shape']} | {e['ms']:.3f} | {fmt_gflops(e['gflops'])} |")
+    return lines + [""]
+
+
+def write_report(data, out_dir, meta):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = Report(data)
+    lines = ["# edl benchmark report", "",
+             f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `bench/report.py` from "
+             f"`{meta.get('json', 'edl_bench.json')}`. Regenerate with `./dev.sh report`.", "",
+             "What a technique buys, in numbers: how close edl's kernels get to what the machine can do "
+             "(the measured peak) and to the libraries people actually use (Eigen, OpenBLAS, oneDNN), on "
+             "square matrices and on the shapes real CIFAR networks produce.", ""]
+    lines += EXPLANATION.splitlines() + [""]
+    lines += section_machine(r, meta)
+    lines += section_peak(r)
+    lines += section_summary(r)
+    charts = []
+    for key, title, what in GROUPS:
+        lines += section_group(r, key, title, what, out_dir, charts)
+    lines += section_other(r)
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines).rstrip() + "\n")
+    return report, charts
+
+
+def run_bench(bench, json_path, flt, min_time, repetitions, extra):
+    cmd = [str(bench), f"--benchmark_filter={flt}", f"--benchmark_out={json_path}", "--benchmark_out_format=json"]
+    if min_time:
+        cmd.append(f"--benchmark_min_time={min_time}")
+    if repetitions > 1:
+        cmd.append(f"--benchmark_repetitions={repetitions}")
+    cmd += extra
+    print("report: running", " ".join(f"'{c}'" if " " in c or "|" in c else c for c in cmd), flush=True)
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True)
+    return time.monotonic() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--bench", default=str(ROOT / "build" / "bench" / "edl_bench"), help="the edl_bench binary")
+    ap.add_argument("--json", help="read this Google Benchmark JSON instead of running the benchmark")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="output directory (bench/results)")
+    ap.add_argument("--filter", default=REPORT_FILTER, help=f"benchmark filter (default {REPORT_FILTER})")
+    ap.add_argument("--all", action="store_true", help="run every entry, per-op ones included (appendix)")
+    ap.add_argument("--min-time", help="--benchmark_min_time for a quicker, noisier run (e.g. 0.05)")
+    ap.add_argument("--repetitions", type=int, default=1,
+                    help="run every entry N times and keep the best (a shared machine); N times longer")
+    ap.add_argument("extra", nargs="*", help="more flags for edl_bench (after --)")
+    args = ap.parse_args()
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.json:
+        json_path = Path(args.json)
+        data = json.loads(json_path.read_text())
+    else:
+        json_path = out_dir / "edl_bench.json"
+        if not Path(args.bench).exists():
+            sys.exit(f"report: {args.bench} not found: build first (./dev.sh build) or pass --bench / --json")
+        flt = "." if args.all else args.filter
+        seconds = run_bench(args.bench, json_path, flt, args.min_time, args.repetitions, args.extra)
+        # Keep what the JSON cannot know in its context, so --json can rebuild the same report.
+        data = json.loads(json_path.read_text())
+        data.setdefault("context", {}).update(edl_commit=git_commit(), edl_run_seconds=round(seconds, 1))
+        json_path.write_text(json.dumps(data, indent=2) + "\n")
+    ctx = data.get("context", {})
+    meta = {"commit": ctx.get("edl_commit", "unknown"), "seconds": ctx.get("edl_run_seconds"),
+            "json": json_path.name if json_path.parent.resolve() == out_dir.resolve() else str(json_path)}
+    report, charts = write_report(data, out_dir, meta)
+    took = f" (benchmark ran {meta['seconds'] / 60:.1f} min)" if meta.get("seconds") else ""
+    print(f"report: wrote {report} and {len(charts)} charts in {out_dir}{took}")
+
+
+if __name__ == "__main__":
+    main()
