@@ -7,7 +7,7 @@
 #   ./dev.sh build [--portable]        set up and build only
 #   ./dev.sh bench [benchmark flags]   set up, build, run the operator benchmarks
 #   ./dev.sh report [report.py flags]  set up, build, run peak/GEMM/layer benchmarks, write
-#                                      bench/results/report.md (about 10 minutes; see bench/README.md)
+#                                      bench/results/report.md (~8 min after the build; bench/README.md)
 #
 # Builds go to build/ (native: -march=native) or build-portable/ (no -march=native: runs on
 # any CPU of the architecture). Everything is idempotent: re-running only redoes what changed.

@@ -374,7 +374,8 @@ def section_machine(r, meta):
                        + (f" (shared by {c['num_sharing']} CPUs)" if c.get("num_sharing", 0) > 1 else "")
                        for c in caches)
         lines.append(f"| caches | {cs} |")
-    for key, title in (("edl_simd", "SIMD of this build"), ("edl_compiler", "compiler"), ("edl_baselines", "baselines")):
+    for key, title in (("edl_simd", "SIMD of this build"), ("edl_compiler", "compiler"), ("edl_baselines", "baselines"),
+                       ("edl_environment", "environment")):
         if ctx.get(key):
             lines.append(f"| {title} | {ctx[key]} |")
     load = ctx.get("load_avg")
@@ -551,7 +552,11 @@ def main():
         seconds = run_bench(args.bench, json_path, flt, args.min_time, args.repetitions, args.extra)
         # Keep what the JSON cannot know in its context, so --json can rebuild the same report.
         data = json.loads(json_path.read_text())
-        data.setdefault("context", {}).update(edl_commit=git_commit(), edl_run_seconds=round(seconds, 1))
+        env = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "EDL_BENCH_REFERENCE")
+                        if k in os.environ)
+        data.setdefault("context", {}).update(edl_commit=git_commit(), edl_run_seconds=round(seconds, 1),
+                                              edl_environment=env or "none of OMP_NUM_THREADS, OMP_WAIT_POLICY, "
+                                                                     "EDL_BENCH_REFERENCE set")
         json_path.write_text(json.dumps(data, indent=2) + "\n")
     ctx = data.get("context", {})
     meta = {"commit": ctx.get("edl_commit", "unknown"), "seconds": ctx.get("edl_run_seconds"),
