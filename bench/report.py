@@ -318,7 +318,9 @@ EXPLANATION = """\
   multiply-adds that never touch memory (`bench/peak_bench.cpp` says why it needs 12
   independent chains). No real kernel reaches it: a very good SGEMM gets 80–90 % on large
   matrices, less on thin ones.
-- **% peak**: GFLOP/s divided by the peak measured with the same number of threads.
+- **% peak**: GFLOP/s divided by the peak measured with the same number of threads. The peak is
+  that of the SIMD this build compiles for; OpenBLAS and oneDNN choose theirs when they run, so
+  in a portable build (SSE2 peak) they can pass 100 %.
 - **× Eigen**: GFLOP/s divided by Eigen's on the same shape and thread count (above 1: faster
   than Eigen). For a conv layer the yardstick is Eigen's SGEMM on the layer's **im2col shape**:
   the matrix product alone, without building the column matrix, so a GEMM-based conv can
