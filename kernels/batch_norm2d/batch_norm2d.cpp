@@ -17,7 +17,7 @@ OpDef make_batch_norm2d() {
   op.summary = "batch normalization per channel; training mode updates the running statistics";
   op.min_inputs = op.max_inputs = 5;
   op.differentiable = {true, true, true, false, false};
-  op.shape = [](const Tensors& in, const Attrs&) {
+  op.shape = [](const Tensors& in, const Attrs& a) {
     expect_same_floating("batch_norm2d", in);
     expect_ndim("batch_norm2d", "x", in[0], 4, "(N,C,H,W)");
     const Shape c{in[0].dim(1)};
@@ -25,6 +25,9 @@ OpDef make_batch_norm2d() {
     expect_shape("batch_norm2d", "bias", in[2], c);
     expect_shape("batch_norm2d", "running_mean", in[3], c);
     expect_shape("batch_norm2d", "running_var", in[4], c);
+    EDL_CHECK(a.i("training", 1) == 0 || in[0].numel() / in[0].dim(1) > 1,
+              "batch_norm2d: training needs more than one value per channel, got x of shape {}",
+              shape_str(in[0].shape()));
     return in[0].shape();
   };
   // normalize (2 flops: subtract/scale folded to one fma) + statistics (3 per element)
@@ -59,8 +62,6 @@ OpDef make_batch_norm2d() {
     const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     const bool training = c.attrs.i("training", 1) != 0;
     const double eps = c.attrs.f("eps", 1e-5);
-    EDL_CHECK(!training || N * HW > 1, "batch_norm2d: training needs more than one value per channel, got x of shape {}",
-              shape_str(x.shape()));
     Tensor mean = Tensor::empty({C}, x.dtype()), invstd = Tensor::empty({C}, x.dtype());
     Tensor y = Tensor::empty(c.out_shape, x.dtype());
     with_floating(x.dtype(), "batch_norm2d", [&](auto t) {
@@ -101,8 +102,6 @@ OpDef make_batch_norm2d() {
     const int64_t N = x.dim(0), C = x.dim(1), HW = x.dim(2) * x.dim(3);
     const bool training = c.attrs.i("training", 1) != 0;
     const double eps = c.attrs.f("eps", 1e-5);
-    EDL_CHECK(!training || N * HW > 1, "batch_norm2d: training needs more than one value per channel, got x of shape {}",
-              shape_str(x.shape()));
     Tensor mean = Tensor::empty({C}), invstd = Tensor::empty({C});
     Tensor y = Tensor::empty(c.out_shape);
     if (training) {

@@ -70,7 +70,7 @@ inline void col2im_add(const float* dcol, float* dx, int64_t CG, const Conv2dSha
       }
 }
 
-// Defined in conv2d_im2col.cpp (they need per-thread scratch for col). Backward accumulates
+// Defined in conv2d_im2col.cpp, which keeps one column matrix per thread. Backward accumulates
 // (+=) into dx, dw and db; null outputs are skipped.
 void conv2d_forward_im2col(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 void conv2d_backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
