@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--seed", tc.seed, "seed of weights, shuffling, augmentation and subset")->capture_default_str();
   train_cmd->add_option("--threads", tc.threads, "compute threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
   train_cmd->add_option("--out", tc.out, "run folder: config, metrics, checkpoints, curves")->capture_default_str();
+  train_cmd->add_flag("--profile", tc.profile, "time every op and print where the time went at the end");
   train_cmd->add_flag("--resume", tc.resume, "continue the run in --out from its last checkpoint");
 
   EvalOptions eo;

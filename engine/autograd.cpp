@@ -1,8 +1,11 @@
 // autograd.cpp — topological backward with gradient accumulation, and the no-grad scope.
 #include "engine/autograd.h"
 
+#include <chrono>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "engine/profiler.h"
 
 namespace edl {
 
@@ -47,8 +50,15 @@ static std::vector<std::shared_ptr<Node>> topological_order(const std::shared_pt
 }
 
 static void add_into(Tensor& slot, const Tensor& g) {
-  if (!slot.defined()) slot = g;  // first contribution: take it (backward kernels return fresh tensors)
-  else accumulate(slot, g);
+  if (!slot.defined()) {
+    slot = g;  // first contribution: take it (backward kernels return fresh tensors)
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  accumulate(slot, g);
+  if (profiling())
+    profile_add("(autograd: sum of gradients)", "", "bwd",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 0);
 }
 
 void backward(const Tensor& y, const Tensor& dy_in) {
@@ -85,7 +95,11 @@ void backward(const Tensor& y, const Tensor& dy_in) {
       needs[i] = node->op->is_differentiable(i) && node->inputs[i].requires_grad();
     const BackwardFn& bw = node->variant->backward ? node->variant->backward : node->op->reference().backward;
     BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, needs};
-    Tensors g_in = bw(ctx);
+    Tensors g_in;
+    {
+      ProfileScope timed(*node->op, node->variant->name, "bwd");
+      g_in = bw(ctx);
+    }
 
     for (size_t i = 0; i < needs.size(); ++i) {
       if (!needs[i]) continue;

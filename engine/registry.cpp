@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "engine/autograd.h"
+#include "engine/profiler.h"
 #include "engine/random.h"
 #include "engine/threads.h"
 #include "kernels/op_list.h"
@@ -98,7 +99,11 @@ Tensor call(const OpDef& op, const Tensors& inputs, const Attrs& attrs, const st
   const Variant& v = variant.empty() ? choose_variant(op, inputs, attrs) : op.variant(variant);
   Tensors saved;
   ForwardCtx ctx{inputs, attrs, out_shape, saved};
-  Tensor y = v.forward(ctx);
+  Tensor y;
+  {
+    ProfileScope timed(op, v.name, "fwd", profiling() && op.flops ? op.flops(inputs, attrs) : 0.0);
+    y = v.forward(ctx);
+  }
   EDL_CHECK(y.shape() == out_shape, "{}: variant '{}' returned shape {}, the shape rule says {} (a bug in the op)",
             op.name, v.name, shape_str(y.shape()), shape_str(out_shape));
 

@@ -54,8 +54,7 @@ class Scratch {
   int64_t capacity_ = 0;
 };
 
-// Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows; panel p holds, for each k,
-// the MR values A[i0 + p*MR + r][k0 + k] (zeros past the last row).
+// Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows (see gemm_pack_a in gemm.h).
 void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap, bool parallel) {
   const int64_t panels = (mc + kGemmMR - 1) / kGemmMR;
 #pragma omp parallel for schedule(static) if (parallel)
@@ -125,6 +124,10 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, i
 }
 
 }  // namespace
+
+void gemm_pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) {
+  pack_a(A, i0, k0, mc, kc, ap, false);
+}
 
 const char* gemm_ukernel_name() { return kGemmUkernelName; }
 

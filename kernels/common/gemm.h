@@ -41,6 +41,11 @@ struct GemmEpilogue {
 void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float* C, int64_t ldc,
               const GemmEpilogue& epilogue = {});
 
+// For drivers of other kernels (conv2d_implicit.cpp): packs the mc×kc block of A at (i0, k0)
+// as micro-panels of MR rows; panel p holds, for each k, the MR values A[i0 + p*MR + r][k0 + k]
+// (zeros past the last row), which is what gemm_ukernel_f32 reads. One thread.
+void gemm_pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap);
+
 // The tile of the micro-kernel compiled into this build, e.g. "6x16 avx2" (for benchmarks).
 const char* gemm_ukernel_name();
 

@@ -33,13 +33,20 @@ namespace edl {
 inline constexpr int kGemmMR = 4, kGemmNR = 4;
 inline const char* const kGemmUkernelName = "4x4 scalar";
 
-inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+template <bool kAligned, class BRow>
+inline void gemm_ukernel_rows(int64_t kc, const float* a, BRow b_row, float* c, int64_t ldc, bool accumulate) {
   float acc[kGemmMR][kGemmNR] = {};
-  for (int64_t k = 0; k < kc; ++k)
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = b_row(k);
     for (int i = 0; i < kGemmMR; ++i)
-      for (int j = 0; j < kGemmNR; ++j) acc[i][j] += a[k * kGemmMR + i] * b[k * kGemmNR + j];
+      for (int j = 0; j < kGemmNR; ++j) acc[i][j] += a[k * kGemmMR + i] * b[j];
+  }
   for (int i = 0; i < kGemmMR; ++i)
     for (int j = 0; j < kGemmNR; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + acc[i][j];
+}
+
+inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  gemm_ukernel_rows<true>(kc, a, [b](int64_t k) { return b + k * kGemmNR; }, c, ldc, accumulate);
 }
 
 #else
@@ -59,15 +66,20 @@ inline constexpr int kGemmNR = kGemmNV * kGemmLanes;
 inline const char* const kGemmUkernelName =
     XSIMD_WITH_AVX512F ? "12x32 avx512" : XSIMD_WITH_AVX2 ? "6x16 avx2" : XSIMD_WITH_NEON64 ? "8x12 neon" : "6x8 sse";
 
-// c (MR×NR, leading dimension ldc) = (accumulate ? c : 0) + a·b over kc.
-inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+// c (MR×NR, leading dimension ldc) = (accumulate ? c : 0) + a·b over kc, where row k of b (NR
+// floats) is at b_row(k): the packed panel of the driver, or (implicit convolution) a row of the
+// image itself. kAligned says whether those rows are 64-byte aligned (packed panels are).
+template <bool kAligned, class BRow>
+inline void gemm_ukernel_rows(int64_t kc, const float* a, BRow b_row, float* c, int64_t ldc, bool accumulate) {
   GemmBatch acc[kGemmMR][kGemmNV];
   for (int i = 0; i < kGemmMR; ++i)
     for (int j = 0; j < kGemmNV; ++j) acc[i][j] = GemmBatch(0.0f);
 
-  for (int64_t k = 0; k < kc; ++k, a += kGemmMR, b += kGemmNR) {
+  for (int64_t k = 0; k < kc; ++k, a += kGemmMR) {
+    const float* b = b_row(k);
     GemmBatch bv[kGemmNV];
-    for (int j = 0; j < kGemmNV; ++j) bv[j] = GemmBatch::load_aligned(b + j * kGemmLanes);
+    for (int j = 0; j < kGemmNV; ++j)
+      bv[j] = kAligned ? GemmBatch::load_aligned(b + j * kGemmLanes) : GemmBatch::load_unaligned(b + j * kGemmLanes);
     for (int i = 0; i < kGemmMR; ++i) {
       const GemmBatch ai(a[i]);  // broadcast
       for (int j = 0; j < kGemmNV; ++j) acc[i][j] = xsimd::fma(ai, bv[j], acc[i][j]);
@@ -79,6 +91,11 @@ inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* 
       float* p = c + i * ldc + j * kGemmLanes;
       (accumulate ? acc[i][j] + GemmBatch::load_unaligned(p) : acc[i][j]).store_unaligned(p);
     }
+}
+
+// The micro-kernel of the GEMM driver: b is a packed micro-panel, its rows NR floats apart.
+inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  gemm_ukernel_rows<true>(kc, a, [b](int64_t k) { return b + k * kGemmNR; }, c, ldc, accumulate);
 }
 
 #endif

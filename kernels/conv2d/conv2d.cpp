@@ -1,7 +1,10 @@
 // conv2d.cpp — op definition of conv2d: x (N,C,H,W), w (OC,C/groups,KH,KW), optional b (OC).
 // Attributes: stride (1), padding (0), groups (1).
-// Variants: reference (plain loops), im2col (im2col + edl's GEMM, the default when it applies).
+// Variants: reference (plain loops); implicit (implicit GEMM: the GEMM packs straight from the
+// image, the default where it applies); im2col (im2col + edl's GEMM, kept beside it so that the
+// benchmark shows what skipping the column matrix buys).
 #include "kernels/common/op_util.h"
+#include "kernels/conv2d/conv2d_implicit.h"
 #include "kernels/conv2d/conv2d_im2col.h"
 #include "kernels/conv2d/conv2d_reference.h"
 
@@ -23,6 +26,41 @@ static Conv2dShape conv2d_shape(const Tensors& in, const Attrs& a) {
   s.OH = window_out("conv2d", s.H, s.KH, s.stride, s.padding, "height");
   s.OW = window_out("conv2d", s.W, s.KW, s.stride, s.padding, "width");
   return s;
+}
+
+// A float32 variant on edl's GEMM, from its forward and backward kernels (same signatures as
+// the reference's, in float). A GEMM per group needs a few input channels per group to pay off:
+// depthwise convolutions (one channel per group) stay with the reference until they get a
+// direct kernel.
+using Conv2dForwardF32 = void (*)(const float*, const float*, const float*, float*, const Conv2dShape&);
+using Conv2dBackwardF32 = void (*)(const float*, const float*, const float*, float*, float*, float*, const Conv2dShape&);
+static Variant gemm_variant(const char* name, Conv2dForwardF32 forward, Conv2dBackwardF32 backward) {
+  Variant v;
+  v.name = name;
+  v.supports = [](const Tensors& in, const Attrs& a) {
+    for (const Tensor& t : in)
+      if (t.dtype() != DType::f32) return false;
+    Conv2dShape s = conv2d_shape(in, a);
+    return s.groups == 1 || s.C / s.groups >= 2;
+  };
+  v.forward = [forward](ForwardCtx& c) {
+    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
+    Tensor y = Tensor::empty(c.out_shape, DType::f32);
+    const float* b = c.inputs.size() == 3 ? c.inputs[2].data<float>() : nullptr;
+    forward(c.inputs[0].data<float>(), c.inputs[1].data<float>(), b, y.data<float>(), s);
+    return y;
+  };
+  v.backward = [backward](BackwardCtx& c) {
+    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
+    Tensors g;
+    for (size_t i = 0; i < c.inputs.size(); ++i) g.push_back(grad_buffer(c.needs_grad[i], c.inputs[i]));
+    g.resize(3);
+    backward(c.inputs[0].data<float>(), c.inputs[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
+             ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), s);
+    g.resize(c.inputs.size());
+    return g;
+  };
+  return v;
 }
 
 OpDef make_conv2d() {
@@ -58,6 +96,11 @@ OpDef make_conv2d() {
         s("3x3 no padding", {2, 2, 6, 6}, 3, 3, 1, 0, 1, true),
         s("groups=2", {2, 4, 5, 5}, 6, 3, 1, 1, 2, true),
         s("depthwise 3x3 s2", {2, 4, 6, 6}, 4, 3, 2, 1, 4, false),
+        // Rows of 35 and 18 pixels: whole vectors plus a remainder, for the kernels that
+        // vectorize along output rows (conv2d_implicit.h); 5 and 3 output channels per group
+        // leave a partial block of 4.
+        s("3x3 s1 p1 wide rows", {2, 3, 7, 35}, 5, 3, 1, 1, 1, true),
+        s("5x5 p2 groups=2 wide rows", {1, 4, 6, 18}, 6, 5, 1, 2, 2, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),
@@ -92,34 +135,8 @@ OpDef make_conv2d() {
     g.resize(c.inputs.size());
     return g;
   };
-  Variant im2col;
-  im2col.name = "im2col";
-  // A GEMM per group needs a few input channels per group to pay off: depthwise convolutions
-  // (one channel per group) stay with the reference until they get a direct kernel.
-  im2col.supports = [](const Tensors& in, const Attrs& a) {
-    for (const Tensor& t : in)
-      if (t.dtype() != DType::f32) return false;
-    Conv2dShape s = conv2d_shape(in, a);
-    return s.groups == 1 || s.C / s.groups >= 2;
-  };
-  im2col.forward = [](ForwardCtx& c) {
-    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
-    Tensor y = Tensor::empty(c.out_shape, DType::f32);
-    const float* b = c.inputs.size() == 3 ? c.inputs[2].data<float>() : nullptr;
-    conv2d_forward_im2col(c.inputs[0].data<float>(), c.inputs[1].data<float>(), b, y.data<float>(), s);
-    return y;
-  };
-  im2col.backward = [](BackwardCtx& c) {
-    Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
-    Tensors g;
-    for (size_t i = 0; i < c.inputs.size(); ++i) g.push_back(grad_buffer(c.needs_grad[i], c.inputs[i]));
-    g.resize(3);
-    conv2d_backward_im2col(c.inputs[0].data<float>(), c.inputs[1].data<float>(), c.dy.data<float>(),
-                           ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), s);
-    g.resize(c.inputs.size());
-    return g;
-  };
-  op.variants = {ref, im2col};
+  op.variants = {ref, gemm_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit),
+                 gemm_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col)};
   return op;
 }
 

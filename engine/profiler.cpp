@@ -1,0 +1,89 @@
+// profiler.cpp — the per-op timing table of profiler.h.
+#include "engine/profiler.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "engine/registry.h"
+
+namespace edl {
+
+namespace {
+
+struct Entry {
+  int64_t calls = 0;
+  double seconds = 0, flops = 0;
+};
+
+struct State {
+  std::mutex mutex;
+  std::map<std::tuple<std::string, std::string, std::string>, Entry> table;
+  bool on = [] {
+    const char* e = std::getenv("EDL_PROFILE");
+    return e && *e && std::string(e) != "0";
+  }();
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+}  // namespace
+
+bool profiling() { return state().on; }
+void set_profiling(bool on) { state().on = on; }
+
+void profile_reset() {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  state().table.clear();
+}
+
+void profile_add(const std::string& op, const std::string& variant, const char* dir, double seconds, double flops) {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  Entry& e = state().table[{op, variant, dir}];
+  e.calls += 1;
+  e.seconds += seconds;
+  e.flops += flops;
+}
+
+std::string profile_report() {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  if (state().table.empty()) return "";
+  using Row = std::pair<std::tuple<std::string, std::string, std::string>, Entry>;
+  std::vector<Row> rows(state().table.begin(), state().table.end());
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.second.seconds > b.second.seconds; });
+  double total = 0;
+  for (const Row& r : rows) total += r.second.seconds;
+  std::string out = fmt::format("{:<28} {:<4} {:>8} {:>11} {:>7} {:>8}\n", "op.variant", "dir", "calls", "total ms",
+                                "% time", "GFLOP/s");
+  for (const auto& [key, e] : rows) {
+    const auto& [op, variant, dir] = key;
+    std::string name = variant.empty() ? op : op + "." + variant;
+    std::string gflops = e.flops > 0 ? fmt::format("{:.1f}", e.flops / e.seconds * 1e-9) : "";
+    out += fmt::format("{:<28} {:<4} {:>8} {:>11.1f} {:>7.1f} {:>8}\n", name, dir, e.calls, e.seconds * 1e3,
+                       100.0 * e.seconds / total, gflops);
+  }
+  out += fmt::format("{:<28} {:<4} {:>8} {:>11.1f}\n", "total in ops", "", "", total * 1e3);
+  return out;
+}
+
+ProfileScope::ProfileScope(const OpDef& op, const std::string& variant, const char* dir, double flops) {
+  if (!profiling()) return;
+  op_ = &op, variant_ = &variant, dir_ = dir, flops_ = flops;
+  start_ = std::chrono::steady_clock::now();
+}
+
+ProfileScope::~ProfileScope() {
+  if (!op_) return;
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  profile_add(op_->name, *variant_, dir_, s, flops_);
+}
+
+}  // namespace edl

@@ -1,0 +1,321 @@
+// conv2d_implicit.cpp — the implicit-GEMM convolution declared in conv2d_implicit.h.
+#include "kernels/conv2d/conv2d_implicit.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/common/gemm.h"
+#include "kernels/common/gemm_ukernel.h"
+#include "kernels/conv2d/conv2d_im2col.h"
+
+namespace edl {
+
+namespace {
+
+constexpr int64_t kKC = 256;  // rows of (c, kh, kw) per packed panel: KC×NR floats fill half of L1
+
+// Where the pixels of one panel read one tap (kh, kw) of the kernel, channel by channel: the
+// panel's pixels j .. j+len-1 lie in one output row; of them, j+lo .. j+hi-1 fall inside the
+// image and read x[c] from offset + t*stride on (t = 0 .. len-1); the rest read padding (0).
+// These depend on the tap and the panel but not on the channel, so they are worked out once per
+// panel, and packing a row of the panel is then a copy (two vector moves for a whole panel).
+struct TapRun {
+  int64_t offset, j, len, lo, hi;
+};
+
+// The runs of every tap for the nr pixels from p0, grouped by tap: runs[first[t] .. first[t+1]).
+struct PanelPlan {
+  std::vector<TapRun> runs;
+  std::vector<int64_t> first;
+};
+
+PanelPlan plan_panel(const Conv2dShape& s, int64_t p0, int64_t nr) {
+  PanelPlan plan;
+  for (int64_t kh = 0; kh < s.KH; ++kh)
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      plan.first.push_back(static_cast<int64_t>(plan.runs.size()));
+      for (int64_t j = 0; j < nr;) {  // one run per output row the panel crosses
+        const int64_t p = p0 + j, oh = p / s.OW, ow = p % s.OW, len = std::min(nr - j, s.OW - ow);
+        const int64_t ih = oh * s.stride - s.padding + kh, iw0 = ow * s.stride - s.padding + kw;
+        int64_t lo = 0, hi = len;
+        if (ih < 0 || ih >= s.H) {
+          hi = 0;  // the whole run reads padding
+        } else {
+          while (lo < hi && iw0 + lo * s.stride < 0) ++lo;
+          while (hi > lo && iw0 + (hi - 1) * s.stride >= s.W) --hi;
+        }
+        plan.runs.push_back({ih * s.W + iw0, j, len, lo, hi});
+        j += len;
+      }
+    }
+  plan.first.push_back(static_cast<int64_t>(plan.runs.size()));
+  return plan;
+}
+
+// d[t] = src[t * stride] for t < n. The buffers never overlap (the image and a packing buffer);
+// __restrict tells the compiler so, which lets it copy with vector moves.
+inline void copy_strided(float* __restrict d, const float* __restrict src, int64_t n, int64_t stride) {
+  if (stride == 1)
+    for (int64_t t = 0; t < n; ++t) d[t] = src[t];
+  else
+    for (int64_t t = 0; t < n; ++t) d[t] = src[t * stride];
+}
+
+// The packed B panel for rows k0 .. k0+kc-1 of col (conv2d_im2col.h) and the panel's pixels:
+// dst[k*NR + j] = x[c][oh*stride - padding + kh][ow*stride - padding + kw], where (c, kh, kw)
+// is row k0 + k and (oh, ow) is pixel j; zero in the padding and past the last pixel (nr < NR).
+void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int64_t kc, const PanelPlan& plan,
+                           int64_t nr, float* dst) {
+  const int64_t KK = s.KH * s.KW, HW = s.H * s.W;
+  int64_t c = k0 / KK, tap = k0 % KK;
+  for (int64_t k = 0; k < kc; ++k, dst += kGemmNR) {
+    const float* xc = x + c * HW;
+    for (int64_t j = nr; j < kGemmNR; ++j) dst[j] = 0.0f;
+    for (int64_t r = plan.first[tap]; r < plan.first[tap + 1]; ++r) {
+      const TapRun& run = plan.runs[r];
+      float* d = dst + run.j;
+      const float* src = xc + run.offset;
+      if (run.lo == 0 && run.hi == kGemmNR && s.stride == 1) {  // the common case: a whole panel inside
+        copy_strided(d, src, kGemmNR, 1);                           // the image, a fixed-size vector copy
+        continue;
+      }
+      for (int64_t t = 0; t < run.lo; ++t) d[t] = 0.0f;
+      if (run.hi > run.lo) copy_strided(d + run.lo, src + run.lo * s.stride, run.hi - run.lo, s.stride);
+      for (int64_t t = std::max(run.lo, run.hi); t < run.len; ++t) d[t] = 0.0f;
+    }
+    if (++tap == KK) tap = 0, ++c;
+  }
+}
+
+// ---- weight gradient, stride 1: a direct kernel ----------------------------------------------
+//
+//   dw[oc][c][kh][kw] = sum over images n and output pixels (oh, ow) of
+//                       dy[n][oc][oh][ow] * xpad[n][c][oh + kh][ow + kw]
+//
+// where xpad is x with its zero padding written out (and rows padded so that every output row
+// is whole vectors). For one (oc, c, kh, kw) the sum runs along rows of dy and of xpad that are
+// both contiguous, so it vectorizes along ow without any packing: a block of OB output channels
+// × TB neighbouring taps (kw, kw+1, ...) keeps OB×TB vector accumulators, and each step loads
+// TB vectors of the image row (the same row shifted by one float per tap) and OB vectors of dy:
+//
+//   acc[o][t] += dy[oc0 + o][oh][v .. v+L)  *  xpad[c][oh + kh][v + kw0 + t .. + L)
+//
+// (4 × 3 on AVX2: 12 accumulators + 3 image vectors + 1 dy vector = the 16 registers.) The
+// lanes of an accumulator are added at the very end. Threads take blocks of output channels,
+// so every weight is summed by one thread, over images in order: results do not depend on the
+// thread count.
+#if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+constexpr bool kDirectWgrad = true;
+using WBatch = xsimd::batch<float>;
+constexpr int64_t kL = static_cast<int64_t>(WBatch::size);
+
+// part[o*o_stride + t*kL + lane] += the OB×TB sums above over rows oh = 0 .. OH-1.
+template <int OB, int TB>
+void wgrad_tile(const float* dy, int64_t dy_plane, int64_t dy_row, const float* x, int64_t x_row, int64_t OH,
+                int64_t OWp, float* part, int64_t o_stride) {
+  WBatch acc[OB][TB];
+  for (int o = 0; o < OB; ++o)
+    for (int t = 0; t < TB; ++t) acc[o][t] = WBatch(0.0f);
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* d = dy + oh * dy_row;
+    const float* xr = x + oh * x_row;
+    for (int64_t v = 0; v < OWp; v += kL) {
+      WBatch xv[TB];
+      for (int t = 0; t < TB; ++t) xv[t] = WBatch::load_unaligned(xr + v + t);
+      for (int o = 0; o < OB; ++o) {
+        const WBatch dv = WBatch::load_unaligned(d + o * dy_plane + v);
+        for (int t = 0; t < TB; ++t) acc[o][t] = xsimd::fma(dv, xv[t], acc[o][t]);
+      }
+    }
+  }
+  for (int o = 0; o < OB; ++o)
+    for (int t = 0; t < TB; ++t) {
+      float* p = part + o * o_stride + t * kL;
+      (WBatch::load_unaligned(p) + acc[o][t]).store_unaligned(p);
+    }
+}
+
+template <int OB>
+void wgrad_taps(int64_t TB, const float* dy, int64_t dy_plane, int64_t dy_row, const float* x, int64_t x_row,
+                int64_t OH, int64_t OWp, float* part, int64_t o_stride) {
+  if (TB == 3) wgrad_tile<OB, 3>(dy, dy_plane, dy_row, x, x_row, OH, OWp, part, o_stride);
+  else if (TB == 2) wgrad_tile<OB, 2>(dy, dy_plane, dy_row, x, x_row, OH, OWp, part, o_stride);
+  else wgrad_tile<OB, 1>(dy, dy_plane, dy_row, x, x_row, OH, OWp, part, o_stride);
+}
+
+// dw += the weight gradient of a stride-1 convolution (see above).
+void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2dShape& s) {
+  const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW;
+  const int64_t OWp = (s.OW + kL - 1) / kL * kL;  // output rows in whole vectors
+  const int64_t Hp = s.H + 2 * s.padding, Wp = OWp + s.KW - 1;  // >= W + 2*padding
+  // xpad: (N, C, Hp, Wp), zeros around the image; dyp: dy with rows of OWp (dy itself if OW = OWp).
+  std::vector<float> xpad(static_cast<size_t>(s.N * s.C * Hp * Wp), 0.0f);
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < s.N * s.C; ++nc)
+    for (int64_t h = 0; h < s.H; ++h)
+      std::copy_n(x + (nc * s.H + h) * s.W, s.W, xpad.data() + (nc * Hp + h + s.padding) * Wp + s.padding);
+  std::vector<float> dy_padded;
+  const float* dyp = dy;
+  if (OWp != s.OW) {
+    dy_padded.assign(static_cast<size_t>(s.N * s.OC * s.OH * OWp), 0.0f);
+    for (int64_t r = 0; r < s.N * s.OC * s.OH; ++r) std::copy_n(dy + r * s.OW, s.OW, dy_padded.data() + r * OWp);
+    dyp = dy_padded.data();
+  }
+
+  constexpr int64_t OB = 4;
+  const int64_t blocks = (OCG + OB - 1) / OB, tasks = s.groups * blocks;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const int64_t g = task / blocks, oc0 = task % blocks * OB, ob = std::min(OB, OCG - oc0);
+    // part[(o*CG + c)*KK + tap][lane]: this block's sums, lane by lane until the end.
+    std::vector<float> part(static_cast<size_t>(ob * CG * KK * kL), 0.0f);
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t c = 0; c < CG; ++c) {
+        const float* xc = xpad.data() + (n * s.C + g * CG + c) * Hp * Wp;
+        const float* d = dyp + (n * s.OC + g * OCG + oc0) * s.OH * OWp;
+        for (int64_t kh = 0; kh < s.KH; ++kh)
+          for (int64_t kw = 0; kw < s.KW; kw += 3) {
+            const int64_t TB = std::min<int64_t>(3, s.KW - kw);
+            float* pp = part.data() + (c * KK + kh * s.KW + kw) * kL;
+            const int64_t o_stride = CG * KK * kL;
+            const float* xk = xc + kh * Wp + kw;
+            if (ob == OB) wgrad_taps<4>(TB, d, s.OH * OWp, OWp, xk, Wp, s.OH, OWp, pp, o_stride);
+            else
+              for (int64_t o = 0; o < ob; ++o)
+                wgrad_taps<1>(TB, d + o * s.OH * OWp, 0, OWp, xk, Wp, s.OH, OWp, pp + o * o_stride, o_stride);
+          }
+      }
+    for (int64_t o = 0; o < ob; ++o)
+      for (int64_t i = 0; i < CG * KK; ++i) {
+        const float* lanes = part.data() + (o * CG * KK + i) * kL;
+        float sum = 0;
+        for (int64_t l = 0; l < kL; ++l) sum += lanes[l];
+        dw[(g * OCG + oc0 + o) * CG * KK + i] += sum;
+      }
+  }
+}
+#else
+constexpr bool kDirectWgrad = false;  // no SIMD type: the weight gradient stays on im2col
+constexpr int64_t kL = 1;
+void conv2d_wgrad_direct(const float*, const float*, float*, const Conv2dShape&) {}
+#endif
+
+}  // namespace
+
+void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                             bool accumulate) {
+  const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, CKK = CG * s.KH * s.KW, P = s.OH * s.OW;
+  if (s.N == 0 || OCG == 0 || P == 0) return;
+  const int64_t MP = (OCG + kGemmMR - 1) / kGemmMR * kGemmMR;  // rows of packed weights, whole tiles
+
+  // The weights of group g, rows k0 .. k0+kc-1, packed as gemm_pack_a lays them out, start at
+  // ap[g*MP*CKK + k0*MP]; micro-panel ir (of MR rows) is ir*kc further.
+  std::vector<float> ap_storage(static_cast<size_t>(s.groups * MP * CKK) + 16);
+  float* ap = ap_storage.data();
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t k0 = 0; k0 < CKK; k0 += kKC)
+      gemm_pack_a({w + g * OCG * CKK, CKK, 1}, 0, k0, OCG, std::min(kKC, CKK - k0), ap + g * MP * CKK + k0 * MP);
+
+  // One panel of NR output pixels (nr of them valid) times all of the group's weights:
+  // y[rows of group g][panel] (+)= w_g · B, where row k of B is at b_row(k). Bias once at the end.
+  auto multiply_panel = [&]<bool kAligned>(int64_t g, int64_t k0, int64_t kc, auto b_row, float* yg, int64_t nr) {
+    const bool acc = accumulate || k0 > 0;
+    const float* a_chunk = ap + g * MP * CKK + k0 * MP;
+    for (int64_t ir = 0; ir < OCG; ir += kGemmMR) {
+      const int64_t mr = std::min<int64_t>(kGemmMR, OCG - ir);
+      float* c = yg + ir * P;
+      if (mr == kGemmMR && nr == kGemmNR) {
+        gemm_ukernel_rows<kAligned>(kc, a_chunk + ir * kc, b_row, c, P, acc);
+      } else {  // an edge tile: compute it whole into a buffer, add the valid part
+        alignas(64) float tile[kGemmMR * kGemmNR];
+        gemm_ukernel_rows<kAligned>(kc, a_chunk + ir * kc, b_row, tile, kGemmNR, false);
+        for (int64_t i = 0; i < mr; ++i)
+          for (int64_t j = 0; j < nr; ++j) c[i * P + j] = (acc ? c[i * P + j] : 0.0f) + tile[i * kGemmNR + j];
+      }
+    }
+  };
+  auto add_bias = [&](int64_t g, float* yg, int64_t nr) {
+    if (b)
+      for (int64_t i = 0; i < OCG; ++i)
+        for (int64_t j = 0; j < nr; ++j) yg[i * P + j] += b[g * OCG + i];
+  };
+
+  if (s.stride == 1 && s.OW >= kGemmNR) {
+    // Stride 1, rows of at least NR pixels: no packing at all. Panels are cut along output rows,
+    // so row (c, kh, kw) of a panel is NR consecutive floats of the zero-padded image — the
+    // micro-kernel loads them where they are, from a table of row offsets.
+    const int64_t Hp = s.H + 2 * s.padding, Wp = s.W + 2 * s.padding;
+    // The last panel of a row may read up to NR-1 floats past it (into the next row, or past the
+    // end: hence the slack); those columns are computed and dropped.
+    std::vector<float> xpad(static_cast<size_t>(s.N * s.C * Hp * Wp + kGemmNR), 0.0f);
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < s.N * s.C; ++nc)
+      for (int64_t h = 0; h < s.H; ++h)
+        std::copy_n(x + (nc * s.H + h) * s.W, s.W, xpad.data() + (nc * Hp + h + s.padding) * Wp + s.padding);
+    std::vector<int64_t> offset(static_cast<size_t>(CKK));  // of row (c, kh, kw) from the pixel's corner
+    for (int64_t k = 0; k < CKK; ++k)
+      offset[static_cast<size_t>(k)] = k / (s.KH * s.KW) * Hp * Wp + k / s.KW % s.KH * Wp + k % s.KW;
+
+    const int64_t row_panels = (s.OW + kGemmNR - 1) / kGemmNR, tasks = s.N * s.groups * s.OH * row_panels;
+#pragma omp parallel for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t n = task / (s.groups * s.OH * row_panels), g = task / (s.OH * row_panels) % s.groups;
+      const int64_t oh = task / row_panels % s.OH, ow0 = task % row_panels * kGemmNR;
+      const int64_t nr = std::min<int64_t>(kGemmNR, s.OW - ow0);
+      const float* corner = xpad.data() + (n * s.C + g * CG) * Hp * Wp + oh * Wp + ow0;
+      float* yg = y + (n * s.OC + g * OCG) * P + oh * s.OW + ow0;
+      for (int64_t k0 = 0; k0 < CKK; k0 += kKC) {
+        const int64_t* off = offset.data() + k0;
+        multiply_panel.template operator()<false>(g, k0, std::min(kKC, CKK - k0),
+                                                  [corner, off](int64_t k) { return corner + off[k]; }, yg, nr);
+      }
+      add_bias(g, yg, nr);
+    }
+    return;
+  }
+
+  // Otherwise each panel is packed from the image (pack_panel_from_image) into L1 first.
+  const int64_t panels = (P + kGemmNR - 1) / kGemmNR, tasks = s.N * s.groups * panels;
+#pragma omp parallel for schedule(static)
+  for (int64_t task = 0; task < tasks; ++task) {
+    alignas(64) static thread_local float bp[kKC * kGemmNR];
+    const int64_t n = task / (s.groups * panels), g = task / panels % s.groups, jp = task % panels;
+    const int64_t j0 = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, P - j0);
+    const PanelPlan plan = plan_panel(s, j0, nr);
+    const float* xg = x + (n * s.C + g * CG) * s.H * s.W;
+    float* yg = y + (n * s.OC + g * OCG) * P + j0;  // the panel's first column of this group's rows
+    for (int64_t k0 = 0; k0 < CKK; k0 += kKC) {
+      const int64_t kc = std::min(kKC, CKK - k0);
+      pack_panel_from_image(xg, s, k0, kc, plan, nr, bp);
+      multiply_panel.template operator()<true>(g, k0, kc, [](int64_t k) { return bp + k * kGemmNR; }, yg, nr);
+    }
+    add_bias(g, yg, nr);
+  }
+}
+
+void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                              const Conv2dShape& s) {
+  // dx as a convolution of dy needs stride 1, a square kernel and padding <= KH-1 (so that the
+  // transposed convolution's padding KH-1-padding is not negative).
+  const bool dx_as_conv = dx && s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1;
+  if (dx_as_conv) {
+    const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW;
+    // wt (C, OC/groups, KH, KW): wt[g*CG + c][oc][kh][kw] = w[g*OCG + oc][c][KH-1-kh][KW-1-kw].
+    std::vector<float> wt(static_cast<size_t>(s.OC * CG * KK));
+    for (int64_t g = 0; g < s.groups; ++g)
+      for (int64_t oc = 0; oc < OCG; ++oc)
+        for (int64_t c = 0; c < CG; ++c)
+          for (int64_t t = 0; t < KK; ++t)
+            wt[static_cast<size_t>(((g * CG + c) * OCG + oc) * KK + (KK - 1 - t))] = w[((g * OCG + oc) * CG + c) * KK + t];
+    Conv2dShape t = s;
+    t.C = s.OC, t.H = s.OH, t.W = s.OW, t.OC = s.C, t.padding = s.KH - 1 - s.padding, t.OH = s.H, t.OW = s.W;
+    conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/true);
+  }
+  // dw directly when the stride is 1 and output rows fill at least a vector; 1×1 convolutions
+  // are a plain GEMM on im2col's path already (no column matrix).
+  const bool dw_direct = dw && kDirectWgrad && s.stride == 1 && s.OW >= kL && !conv2d_is_pointwise(s);
+  if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
+  conv2d_backward_im2col(x, w, dy, dx_as_conv ? nullptr : dx, dw_direct ? nullptr : dw, db, s);
+}
+
+}  // namespace edl

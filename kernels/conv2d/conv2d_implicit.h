@@ -1,0 +1,55 @@
+// conv2d_implicit.h — implicit-GEMM convolution: the product of conv2d_im2col.h without col.
+//
+// im2col writes every KH×KW window of an image into a column matrix, and the GEMM then copies
+// that matrix again into its packed micro-panels: two passes over a buffer nine times the
+// image (3×3 kernels), most of it out of cache. Implicit GEMM skips the buffer. The packing
+// routine of the GEMM's B operand reads the image itself: one micro-panel of NR output pixels,
+// KC rows of (channel, kh, kw) at a time, each row a shifted piece of an image row with zeros
+// where the window hangs over the padding:
+//
+//   packed panel (kc × NR)               image x[c]
+//   row (c, kh, kw): pixels j0..j0+NR  <- x[c][oh*s - p + kh][ow*s - p + kw] for those pixels
+//
+// The panel (16 KB) is packed into L1 and used at once by every MR-row micro-kernel of the
+// weights, which are packed once per call (gemm_pack_a) and shared by all images:
+//
+//   for each (image, group, panel of NR pixels)      <- threads take these tasks
+//     for each KC rows of (c, kh, kw)
+//       pack the panel from the image                 (L1)
+//       for each MR rows of output channels: micro-kernel (gemm_ukernel.h), += into y
+//
+// With stride 1 and output rows of at least NR pixels there is not even a panel to pack: cut
+// the panels along output rows, and row (c, kh, kw) of a panel is NR consecutive floats of the
+// image with its zero padding written out (one copy of x per call), at a fixed offset from the
+// panel's corner. The micro-kernel (gemm_ukernel_rows) then loads B from there through a table
+// of the CKK offsets, and the only data movement left is the weights' packing, once per call.
+//
+// The data gradient of a stride-1 convolution is itself a convolution — of dy with the
+// weights transposed (in ↔ out channels) and flipped (kh → KH-1-kh), padded by KH-1-padding —
+// so it runs through the same kernel and needs no col2im either. The weight gradient of a
+// stride-1 convolution has a direct kernel too (conv2d_implicit.cpp: sums along rows of dy and
+// of the padded image, vectorized along the row); strided and 1×1 convolutions and rows
+// narrower than a vector use conv2d_im2col.h for the gradients.
+//
+// Every output element is summed by one task in a fixed order: results are bitwise identical
+// for any number of threads.
+//
+// Tested by: ctest -R 'op\.conv2d\.variants'    Benchmarked by: edl_bench --benchmark_filter='conv2d.implicit'
+#pragma once
+
+#include "kernels/conv2d/conv2d_reference.h"
+
+namespace edl {
+
+// y (N,OC,OH,OW) = conv(x, w) + b, or y += conv(x, w) (+ b) with accumulate. b may be null.
+void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                             bool accumulate);
+inline void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
+  conv2d_forward_implicit(x, w, b, y, s, false);
+}
+
+// Accumulates (+=) into dx, dw and db; null outputs are skipped.
+void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                              const Conv2dShape& s);
+
+}  // namespace edl
