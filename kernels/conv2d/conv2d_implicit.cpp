@@ -100,14 +100,16 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
 //
 //   acc[o][t] += dy[oc0 + o][oh][v .. v+L)  *  xpad[c][oh + kh][v + kw0 + t .. + L)
 //
-// (4 × 3 on AVX2: 12 accumulators + 3 image vectors + 1 dy vector = the 16 registers.) The
-// lanes of an accumulator are added at the very end. Threads take blocks of output channels,
+// (3 output channels × 3 taps: 9 accumulators. GCC 12 folds the image loads into the FMAs, so
+// a step is 12 loads for 9 FMAs and the loop is bound by loads, not FMAs: room to improve. At
+// 4 × 3 it was a little slower on the ResNet-20 layers.) The lanes of an accumulator are added at the very end. Threads take blocks of output channels,
 // so every weight is summed by one thread, over images in order: results do not depend on the
 // thread count.
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
 constexpr bool kDirectWgrad = true;
 using WBatch = xsimd::batch<float>;
 constexpr int64_t kL = static_cast<int64_t>(WBatch::size);
+constexpr int kWgradOB = 3;
 
 // part[o*o_stride + t*kL + lane] += the OB×TB sums above over rows oh = 0 .. OH-1.
 template <int OB, int TB>
@@ -162,7 +164,7 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
     dyp = dy_padded.data();
   }
 
-  constexpr int64_t OB = 4;
+  constexpr int64_t OB = kWgradOB;
   const int64_t blocks = (OCG + OB - 1) / OB, tasks = s.groups * blocks;
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < tasks; ++task) {
@@ -179,7 +181,7 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
             float* pp = part.data() + (c * KK + kh * s.KW + kw) * kL;
             const int64_t o_stride = CG * KK * kL;
             const float* xk = xc + kh * Wp + kw;
-            if (ob == OB) wgrad_taps<4>(TB, d, s.OH * OWp, OWp, xk, Wp, s.OH, OWp, pp, o_stride);
+            if (ob == OB) wgrad_taps<kWgradOB>(TB, d, s.OH * OWp, OWp, xk, Wp, s.OH, OWp, pp, o_stride);
             else
               for (int64_t o = 0; o < ob; ++o)
                 wgrad_taps<1>(TB, d + o * s.OH * OWp, 0, OWp, xk, Wp, s.OH, OWp, pp + o * o_stride, o_stride);
