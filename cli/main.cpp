@@ -5,6 +5,7 @@
 //   edl augment-preview          a PNG grid of augmented training images
 //   edl summary --model M        layers, output shapes, parameters and multiply-accumulates
 //   edl ops                      list the registered operators and their variants
+//   edl download --dataset D     fetch CIFAR-10/100 from the official address, check its MD5, unpack
 //
 // Every bad flag, unknown model or missing data set ends with a one-line error and exit code 1
 // (2 for a command-line syntax error, as CLI11 reports it).
@@ -20,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "data/download.h"
 #include "data/image_io.h"
 #include "data/loader.h"
 #include "engine/checkpoint.h"
@@ -112,6 +114,25 @@ static void run_preview(const PreviewOptions& o) {
   std::cout << fmt::format("wrote {} augmented images ({}) to {}\n", pixels.dim(0), o.augment, o.out);
 }
 
+void run_download(const std::string& dataset, const std::string& dir, const std::string& url) {
+  DownloadSpec spec = cifar_download_spec(dataset);
+  if (!url.empty()) spec.url = url;
+  std::cout << fmt::format("{}: {} -> {}\n", spec.title, spec.url, dir) << std::flush;
+  int last_percent = -1;
+  const bool live = isatty(STDOUT_FILENO) != 0;
+  const std::string folder = download_dataset(spec, dir, [&](int64_t done, int64_t total) {
+    if (total <= 0) return;
+    const int percent = static_cast<int>(100 * done / total);
+    if (percent == last_percent || (!live && percent % 10 != 0)) return;  // in a log: every 10%
+    last_percent = percent;
+    std::cout << fmt::format("{}downloaded {:.1f} of {:.1f} MB ({}%){}", live ? "\r" : "", done / 1e6, total / 1e6,
+                             percent, live ? "" : "\n")
+              << std::flush;
+  });
+  if (live && last_percent >= 0) std::cout << "\n";
+  std::cout << fmt::format("{} is in {} (MD5 checked); train on it with --data-dir {}\n", spec.title, folder, dir);
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"edl — a small deep-learning engine for learning efficient deep learning"};
   app.require_subcommand(1);
@@ -172,6 +193,13 @@ int main(int argc, char** argv) {
 
   CLI::App* ops_cmd = app.add_subcommand("ops", "list the registered operators and their variants");
 
+  std::string dl_dataset = "cifar10", dl_dir = "data", dl_url;
+  CLI::App* download_cmd = app.add_subcommand(
+      "download", "download CIFAR-10/100 from the official address, check its MD5 and unpack it (data/download.h)");
+  download_cmd->add_option("--dataset", dl_dataset, "cifar10 or cifar100")->capture_default_str();
+  download_cmd->add_option("--data-dir", dl_dir, "folder to put the data in")->capture_default_str();
+  download_cmd->add_option("--url", dl_url, "another address of the same archive (a mirror); the MD5 must match");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train_cmd) {
@@ -194,6 +222,7 @@ int main(int argc, char** argv) {
                 << format_summary(summarize(*net, {1, 3, 32, 32}));
     }
     if (*ops_cmd) list_ops();
+    if (*download_cmd) run_download(dl_dataset, dl_dir, dl_url);
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << "\nedl: error: " << e.what() << "\n";

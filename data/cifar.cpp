@@ -55,9 +55,10 @@ const Layout& layout_of(const std::string& dataset) {
 // The paragraph every "not found" error ends with.
 std::string how_to_get(const Layout& L) {
   return fmt::format(
-      "To get {0}: download {1}, unpack it with `tar xzf {2}` (this creates {3}/), then set the "
-      "environment variable EDL_DATA_DIR to that folder (or to its parent), or pass --data-dir <folder>.",
-      L.title, L.url, fs::path(L.url).filename().string(), L.folder);
+      "To get {0}: run `edl download --dataset {4} --data-dir data` (it fetches {1}, checks its MD5 and "
+      "unpacks it into data/{3}/; without internet, copy {2} into data/ by hand first). Then pass "
+      "--data-dir <folder>, or set the environment variable EDL_DATA_DIR to it.",
+      L.title, L.url, fs::path(L.url).filename().string(), L.folder, std::string_view(L.title) == "CIFAR-10" ? "cifar10" : "cifar100");
 }
 
 // A directory "holds" a dataset if any of its .bin files is there; load_cifar then checks

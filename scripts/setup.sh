@@ -13,6 +13,8 @@ packages=(
   libcli11-dev               # the edl command line
   catch2                     # tests (Catch2 2.13)
   libbenchmark-dev           # benchmarks (Google Benchmark)
+  libcurl4-openssl-dev       # edl download: fetching CIFAR from its official address
+  zlib1g-dev                 # edl download: unpacking the .tar.gz
 )
 
 missing=()

@@ -12,12 +12,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 
 #include "data/cifar.h"
+#include "data/download.h"
 
 namespace fs = std::filesystem;
 using namespace edl;
@@ -346,4 +350,123 @@ TEST_CASE("cifar: the real CIFAR-10 (skipped when it is not on this machine)", "
     CHECK(std::abs(mean - kCifar10Mean[c]) < 0.005);
     CHECK(std::abs(stddev - kCifar10Std[c]) < 0.01);
   }
+}
+
+// ---- download (data/download.h) ---------------------------------------------------------------
+
+namespace {
+
+// Runs a shell command (tar, md5sum: the independent tools the tests compare with).
+std::string run(const std::string& cmd) {
+  std::string out;
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
+  REQUIRE(p != nullptr);
+  char buf[256];
+  while (fgets(buf, sizeof buf, p.get())) out += buf;
+  return out;
+}
+
+// A small archive in the official layout: <dir>/cifar-100-binary.tar.gz holding cifar-100-binary/.
+DownloadSpec make_cifar100_archive(const fs::path& dir) {
+  write_cifar100(dir / "src" / "cifar-100-binary");
+  DownloadSpec spec = cifar_download_spec("cifar100");
+  const fs::path archive = dir / spec.archive;
+  REQUIRE(std::system(fmt::format("tar -czf '{}' -C '{}' cifar-100-binary", archive.string(), (dir / "src").string()).c_str()) == 0);
+  spec.url = "file://" + archive.string();
+  spec.md5 = run(fmt::format("md5sum '{}'", archive.string())).substr(0, 32);
+  return spec;
+}
+
+}  // namespace
+
+TEST_CASE("download: MD5 matches the RFC 1321 test vectors and md5sum", "[download]") {
+  CHECK(md5_hex("", 0) == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(md5_hex("abc", 3) == "900150983cd24fb0d6963f7d28e17f72");
+  const std::string digits = "12345678901234567890123456789012345678901234567890123456789012345678901234567890";
+  CHECK(md5_hex(digits.data(), digits.size()) == "57edf4a22be3c955ac49da2e2107b67a");  // spans two blocks
+  TempDir tmp;
+  std::string big(1000003, 'x');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 2654435761u >> 13);
+  std::ofstream(tmp.path / "big.bin", std::ios::binary).write(big.data(), static_cast<std::streamsize>(big.size()));
+  CHECK(md5_file((tmp.path / "big.bin").string()) == run(fmt::format("md5sum '{}'", (tmp.path / "big.bin").string())).substr(0, 32));
+  CHECK(md5_hex(big.data(), big.size()) == md5_file((tmp.path / "big.bin").string()));
+}
+
+TEST_CASE("download: fetches, checks the MD5, unpacks; the reader reads the result", "[download]") {
+  TempDir tmp;
+  const DownloadSpec spec = make_cifar100_archive(tmp.path / "server");
+  const fs::path data = tmp.path / "data";
+  int64_t last_done = 0;
+  const std::string folder = download_dataset(spec, data.string(), [&](int64_t done, int64_t) { last_done = done; });
+  CHECK(folder == (data / "cifar-100-binary").string());
+  CHECK(last_done == static_cast<int64_t>(fs::file_size(tmp.path / "server" / spec.archive)));
+  CHECK(fs::exists(data / spec.archive));  // kept, so the next call needs no network
+  CHECK_FALSE(fs::exists(data / (spec.archive + ".part")));
+  check_set(load_cifar(folder, "cifar100", true), kRecords, 0, fine);
+  check_set(load_cifar(folder, "cifar100", false, "coarse"), kRecords, 100, coarse);
+  CHECK(load_cifar(folder, "cifar100", true).class_names.at(99) == "fine99");
+
+  // Unpacked already: nothing is fetched (the address is not even tried).
+  DownloadSpec offline = spec;
+  offline.url = "http://127.0.0.1:9/nothing-listens-here.tar.gz";
+  CHECK(download_dataset(offline, data.string()) == folder);
+  // An archive copied by hand and a dead address: the archive is checked and unpacked.
+  fs::remove_all(data / "cifar-100-binary");
+  CHECK(download_dataset(offline, data.string()) == folder);
+  CHECK(fs::exists(data / "cifar-100-binary" / "train.bin"));
+}
+
+TEST_CASE("download: no network, a wrong checksum and a wrong archive are named", "[download]") {
+  TempDir tmp;
+  DownloadSpec spec = make_cifar100_archive(tmp.path / "server");
+  const fs::path data = tmp.path / "data";
+
+  DownloadSpec offline = spec;
+  offline.url = "http://127.0.0.1:9/cifar-100-binary.tar.gz";  // connection refused
+  REQUIRE_THROWS_WITH(download_dataset(offline, data.string()),
+                      Contains("download of http://127.0.0.1:9/cifar-100-binary.tar.gz failed") &&
+                          Contains("offline") && Contains("copy it to") && Contains(spec.archive));
+  CHECK_FALSE(fs::exists(data / (spec.archive + ".part")));
+
+  DownloadSpec missing = spec;
+  missing.url = "file://" + (tmp.path / "server" / "no-such.tar.gz").string();
+  REQUIRE_THROWS_WITH(download_dataset(missing, data.string()), Contains("failed"));
+
+  DownloadSpec corrupt = spec;
+  corrupt.md5 = "0123456789abcdef0123456789abcdef";
+  REQUIRE_THROWS_WITH(download_dataset(corrupt, data.string()),
+                      Contains("corrupt") && Contains("expected 0123456789abcdef0123456789abcdef") && Contains(spec.md5));
+  CHECK_FALSE(fs::exists(data / spec.archive));  // nothing that looks like a finished download
+  CHECK_FALSE(fs::exists(data / (spec.archive + ".part")));
+
+  // A file of the archive's name that is something else is reported, not deleted.
+  std::ofstream(data / spec.archive) << "not an archive";
+  REQUIRE_THROWS_WITH(download_dataset(spec, data.string()), Contains("exists but is not the official CIFAR-100 archive"));
+  CHECK(fs::exists(data / spec.archive));
+  // With the right MD5 but not a tar.gz, unpacking says so.
+  DownloadSpec foreign = spec;
+  foreign.md5 = md5_file((data / spec.archive).string());
+  REQUIRE_THROWS_WITH(download_dataset(foreign, data.string()), Contains("not a tar.gz archive"));
+}
+
+TEST_CASE("download: a tar entry that points outside the folder is refused", "[download]") {
+  TempDir tmp;
+  // One hand-made ustar header for "../evil.bin" (4 bytes), then the end of the archive.
+  std::vector<char> tar(512 * 4, 0);
+  std::strcpy(tar.data(), "../evil.bin");
+  std::strcpy(tar.data() + 100, "0000644");
+  std::strcpy(tar.data() + 124, "00000000004");
+  tar[156] = '0';
+  std::memcpy(tar.data() + 257, "ustar", 6);
+  std::memset(tar.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (int i = 0; i < 512; ++i) sum += static_cast<unsigned char>(tar[static_cast<size_t>(i)]);
+  std::snprintf(tar.data() + 148, 8, "%06o", sum);
+  std::memcpy(tar.data() + 512, "evil", 4);
+  std::ofstream(tmp.path / "evil.tar", std::ios::binary).write(tar.data(), static_cast<std::streamsize>(tar.size()));
+  REQUIRE(std::system(fmt::format("gzip -f '{}'", (tmp.path / "evil.tar").string()).c_str()) == 0);
+  fs::create_directories(tmp.path / "out");
+  REQUIRE_THROWS_WITH(extract_tar_gz((tmp.path / "evil.tar.gz").string(), (tmp.path / "out").string()),
+                      Contains("refusing to unpack '../evil.bin'"));
+  CHECK_FALSE(fs::exists(tmp.path / "evil.bin"));
 }
