@@ -1,9 +1,11 @@
 // conv2d.cpp — op definition of conv2d: x (N,C,H,W), w (OC,C/groups,KH,KW), optional b (OC).
 // Attributes: stride (1), padding (0), groups (1).
-// Variants: reference (plain loops); implicit (implicit GEMM: the GEMM packs straight from the
+// Variants: reference (plain loops); implicit (implicit GEMM: the GEMM reads straight from the
 // image, the default where it applies); im2col (im2col + edl's GEMM, kept beside it so that the
-// benchmark shows what skipping the column matrix buys).
+// benchmark shows what skipping the column matrix buys); depthwise (direct loops for
+// groups = C = OC, where there is no product for a GEMM). docs/convolution.md explains them.
 #include "kernels/common/op_util.h"
+#include "kernels/conv2d/conv2d_depthwise.h"
 #include "kernels/conv2d/conv2d_implicit.h"
 #include "kernels/conv2d/conv2d_im2col.h"
 #include "kernels/conv2d/conv2d_reference.h"
@@ -28,13 +30,12 @@ static Conv2dShape conv2d_shape(const Tensors& in, const Attrs& a) {
   return s;
 }
 
-// A float32 variant on edl's GEMM, from its forward and backward kernels (same signatures as
-// the reference's, in float). A GEMM per group needs a few input channels per group to pay off:
-// depthwise convolutions (one channel per group) stay with the reference until they get a
-// direct kernel.
+// A float32 variant from its forward and backward kernels (same signatures as the reference's,
+// in float). For the GEMM variants: a GEMM per group needs a few input channels per group to
+// pay off, so depthwise convolutions (one channel per group) go to the depthwise variant.
 using Conv2dForwardF32 = void (*)(const float*, const float*, const float*, float*, const Conv2dShape&);
 using Conv2dBackwardF32 = void (*)(const float*, const float*, const float*, float*, float*, float*, const Conv2dShape&);
-static Variant gemm_variant(const char* name, Conv2dForwardF32 forward, Conv2dBackwardF32 backward) {
+static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBackwardF32 backward) {
   Variant v;
   v.name = name;
   v.supports = [](const Tensors& in, const Attrs& a) {
@@ -96,6 +97,7 @@ OpDef make_conv2d() {
         s("3x3 no padding", {2, 2, 6, 6}, 3, 3, 1, 0, 1, true),
         s("groups=2", {2, 4, 5, 5}, 6, 3, 1, 1, 2, true),
         s("depthwise 3x3 s2", {2, 4, 6, 6}, 4, 3, 2, 1, 4, false),
+        s("depthwise 3x3 s1 bias wide rows", {2, 3, 5, 19}, 3, 3, 1, 1, 3, true),
         // Rows of 35 and 18 pixels: whole vectors plus a remainder, for the kernels that
         // vectorize along output rows (conv2d_implicit.h); 5 and 3 output channels per group
         // leave a partial block of 4.
@@ -135,8 +137,14 @@ OpDef make_conv2d() {
     g.resize(c.inputs.size());
     return g;
   };
-  op.variants = {ref, gemm_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit),
-                 gemm_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col)};
+  Variant depthwise = f32_variant("depthwise", conv2d_forward_depthwise, conv2d_backward_depthwise);
+  depthwise.supports = [](const Tensors& in, const Attrs& a) {
+    for (const Tensor& t : in)
+      if (t.dtype() != DType::f32) return false;
+    return conv2d_is_depthwise(conv2d_shape(in, a));
+  };
+  op.variants = {ref, depthwise, f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit),
+                 f32_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col)};
   return op;
 }
 
