@@ -3,8 +3,9 @@
 //
 //   for jc in N step NC            5th loop: a panel of B that fits the L3 cache
 //     for pc in K step KC          4th loop: its KC rows are packed once into Bp
-//       for ic in M step MC        3rd loop: a block of A that fits the L2 cache, packed into Ap
-//         for jr in NC step NR     2nd loop: one micro-panel of Bp (stays in L1)   <- threads
+//       for ic in M step MC        3rd loop: a block of A that fits the L2 cache, packed into Ap  <- threads
+//                                  (and the 2nd loop's panels too when there are few blocks)
+//         for jr in NC step NR     2nd loop: one micro-panel of Bp (stays in L1)
 //           for ir in MC step MR   1st loop: one micro-panel of Ap
 //             micro-kernel: C[ir:ir+MR, jr:jr+NR] += Ap[ir] · Bp[jr] over KC
 //
@@ -55,9 +56,8 @@ class Scratch {
 };
 
 // Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows (see gemm_pack_a in gemm.h).
-void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap, bool parallel) {
+void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) {
   const int64_t panels = (mc + kGemmMR - 1) / kGemmMR;
-#pragma omp parallel for schedule(static) if (parallel)
   for (int64_t p = 0; p < panels; ++p) {
     float* dst = ap + p * kGemmMR * kc;
     const int64_t rows = std::min<int64_t>(kGemmMR, mc - p * kGemmMR);
@@ -68,43 +68,37 @@ void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float*
 }
 
 // Bp: the kc×nc block of B at (k0, j0) as micro-panels of NR columns; panel p holds, for each
-// k, the NR values B[k0 + k][j0 + p*NR + c] (zeros past the last column).
+// k, the NR values B[k0 + k][j0 + p*NR + c] (zeros past the last column). This packs panels
+// p0 .. p1-1 (each thread of the driver packs its own share).
 // The loop order follows B's layout so that reads run along contiguous memory, which is what
 // the hardware prefetcher follows. (Reading addresses a row apart instead — often a power of
 // two bytes — makes them collide in the same cache sets.)
 //   row-major B (cs == 1): k outer, each row copied a vector at a time into every panel;
 //   transposed B (rs == 1): each column read down its kc contiguous values.
-// Each thread packs its own range of panels.
-void pack_b(MatrixView B, int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp, bool parallel) {
-  const int64_t panels = (nc + kGemmNR - 1) / kGemmNR;
-#pragma omp parallel if (parallel)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t p0 = panels * t / T, p1 = panels * (t + 1) / T;
-    if (B.cs == 1) {
-      for (int64_t k = 0; k < kc; ++k)
-        for (int64_t p = p0; p < p1; ++p) {
-          const float* src = B.data + (k0 + k) * B.rs + j0 + p * kGemmNR;
-          float* d = bp + (p * kc + k) * kGemmNR;
-          const int64_t cols = std::min<int64_t>(kGemmNR, nc - p * kGemmNR);
-          if (cols == kGemmNR) {
-            for (int64_t c = 0; c < kGemmNR; ++c) d[c] = src[c];  // one vector copy
-          } else {
-            for (int64_t c = 0; c < kGemmNR; ++c) d[c] = c < cols ? src[c] : 0.0f;
-          }
-        }
-    } else {
+void pack_b(MatrixView B, int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp, int64_t p0, int64_t p1) {
+  if (B.cs == 1) {
+    for (int64_t k = 0; k < kc; ++k)
       for (int64_t p = p0; p < p1; ++p) {
-        float* d = bp + p * kc * kGemmNR;
+        const float* src = B.data + (k0 + k) * B.rs + j0 + p * kGemmNR;
+        float* d = bp + (p * kc + k) * kGemmNR;
         const int64_t cols = std::min<int64_t>(kGemmNR, nc - p * kGemmNR);
-        for (int64_t c = 0; c < kGemmNR; ++c) {
-          if (c >= cols) {
-            for (int64_t k = 0; k < kc; ++k) d[k * kGemmNR + c] = 0.0f;
-            continue;
-          }
-          const float* src = B.data + k0 * B.rs + (j0 + p * kGemmNR + c) * B.cs;
-          for (int64_t k = 0; k < kc; ++k) d[k * kGemmNR + c] = src[k * B.rs];
+        if (cols == kGemmNR) {
+          for (int64_t c = 0; c < kGemmNR; ++c) d[c] = src[c];  // one vector copy
+        } else {
+          for (int64_t c = 0; c < kGemmNR; ++c) d[c] = c < cols ? src[c] : 0.0f;
         }
+      }
+  } else {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* d = bp + p * kc * kGemmNR;
+      const int64_t cols = std::min<int64_t>(kGemmNR, nc - p * kGemmNR);
+      for (int64_t c = 0; c < kGemmNR; ++c) {
+        if (c >= cols) {
+          for (int64_t k = 0; k < kc; ++k) d[k * kGemmNR + c] = 0.0f;
+          continue;
+        }
+        const float* src = B.data + k0 * B.rs + (j0 + p * kGemmNR + c) * B.cs;
+        for (int64_t k = 0; k < kc; ++k) d[k * kGemmNR + c] = src[k * B.rs];
       }
     }
   }
@@ -126,7 +120,7 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, i
 }  // namespace
 
 void gemm_pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) {
-  pack_a(A, i0, k0, mc, kc, ap, false);
+  pack_a(A, i0, k0, mc, kc, ap);
 }
 
 const char* gemm_ukernel_name() { return kGemmUkernelName; }
@@ -143,43 +137,58 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float
   }
   // Starting threads costs microseconds: a small product runs on the calling thread alone.
   const bool parallel = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelFlops;
-  static thread_local Scratch scratch_a, scratch_b;
-  float* ap = scratch_a.get(MC * KC);
-  float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));
+  static thread_local Scratch scratch_b;
+  float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));  // shared by the team
 
-  for (int64_t jc = 0; jc < N; jc += NC) {
-    const int64_t nc = std::min(NC, N - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
-      const bool first = pc == 0, last = pc + kc == K;
-      pack_b(B, pc, jc, kc, nc, bp, parallel);
-      for (int64_t ic = 0; ic < M; ic += MC) {
-        const int64_t mc = std::min(MC, M - ic);
-        pack_a(A, ic, pc, mc, kc, ap, parallel);
-        const int64_t n_panels = (nc + kGemmNR - 1) / kGemmNR;
-        // Threads split the micro-panels of B: each writes its own columns of C.
-#pragma omp parallel for schedule(static) if (parallel)
-        for (int64_t jp = 0; jp < n_panels; ++jp) {
-          const int64_t jr = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, nc - jr);
-          for (int64_t ir = 0; ir < mc; ir += kGemmMR) {
-            const int64_t mr = std::min<int64_t>(kGemmMR, mc - ir);
-            float* c = C + (ic + ir) * ldc + jc + jr;
-            const bool accumulate = !first || ep.accumulate;
-            const float* a_panel = ap + ir * kc;
-            const float* b_panel = bp + jr * kc;
-            if (mr == kGemmMR && nr == kGemmNR) {
-              gemm_ukernel_f32(kc, a_panel, b_panel, c, ldc, accumulate);
-            } else {
-              // An edge tile: compute the whole tile into a buffer, copy the valid part.
-              alignas(64) float tile[kGemmMR * kGemmNR];
-              gemm_ukernel_f32(kc, a_panel, b_panel, tile, kGemmNR, false);
-              for (int64_t i = 0; i < mr; ++i)
-                for (int64_t j = 0; j < nr; ++j)
-                  c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * kGemmNR + j];
+  // One parallel region for the whole product. For each KC×NC block of B, the threads pack
+  // their share of its micro-panels, wait for each other, then split the work on that block:
+  // tasks are (block of MC rows of A) × (slice of B's micro-panels), in that order, cut into
+  // equal contiguous ranges, one per thread. Each thread packs the blocks of A its tasks need
+  // into its own buffer (on a core's private L2). Small M (one block of A) is split by slices of
+  // B; large M mostly by blocks of A, with slices added until there are a few tasks per thread.
+#pragma omp parallel if (parallel)
+  {
+    static thread_local Scratch scratch_a;
+    float* ap = scratch_a.get(MC * KC);
+    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t m_blocks = (M + MC - 1) / MC;
+    for (int64_t jc = 0; jc < N; jc += NC) {
+      const int64_t nc = std::min(NC, N - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
+      const int64_t slices = std::min(n_panels, std::max<int64_t>(1, (8 * T + m_blocks - 1) / m_blocks));
+      const int64_t tasks = m_blocks * slices, task0 = tasks * t / T, task1 = tasks * (t + 1) / T;
+      for (int64_t pc = 0; pc < K; pc += KC) {
+        const int64_t kc = std::min(KC, K - pc);
+        const bool first = pc == 0, last = pc + kc == K;
+        pack_b(B, pc, jc, kc, nc, bp, n_panels * t / T, n_panels * (t + 1) / T);
+#pragma omp barrier
+        int64_t packed_block = -1;
+        for (int64_t task = task0; task < task1; ++task) {
+          const int64_t ib = task / slices, sl = task % slices;
+          const int64_t ic = ib * MC, mc = std::min(MC, M - ic);
+          if (ib != packed_block) pack_a(A, ic, pc, mc, kc, ap), packed_block = ib;
+          for (int64_t jp = n_panels * sl / slices; jp < n_panels * (sl + 1) / slices; ++jp) {
+            const int64_t jr = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, nc - jr);
+            for (int64_t ir = 0; ir < mc; ir += kGemmMR) {
+              const int64_t mr = std::min<int64_t>(kGemmMR, mc - ir);
+              float* c = C + (ic + ir) * ldc + jc + jr;
+              const bool accumulate = !first || ep.accumulate;
+              const float* a_panel = ap + ir * kc;
+              const float* b_panel = bp + jr * kc;
+              if (mr == kGemmMR && nr == kGemmNR) {
+                gemm_ukernel_f32(kc, a_panel, b_panel, c, ldc, accumulate);
+              } else {
+                // An edge tile: compute the whole tile into a buffer, copy the valid part.
+                alignas(64) float tile[kGemmMR * kGemmNR];
+                gemm_ukernel_f32(kc, a_panel, b_panel, tile, kGemmNR, false);
+                for (int64_t i = 0; i < mr; ++i)
+                  for (int64_t j = 0; j < nr; ++j)
+                    c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * kGemmNR + j];
+              }
+              if (last) apply_epilogue(ep, c, ldc, ic + ir, jc + jr, mr, nr);
             }
-            if (last) apply_epilogue(ep, c, ldc, ic + ir, jc + jr, mr, nr);
           }
         }
+#pragma omp barrier  // before the next block of B overwrites bp
       }
     }
   }

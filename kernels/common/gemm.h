@@ -35,9 +35,9 @@ struct GemmEpilogue {
   bool relu = false;
 };
 
-// C is (M,N) row-major with leading dimension ldc (>= N). Threads (OpenMP) split the columns
-// of each block; results are bitwise identical for any thread count, because every element
-// of C is summed by one thread in the same order.
+// C is (M,N) row-major with leading dimension ldc (>= N). Threads (OpenMP) split each block's
+// work by rows of A and columns of B (gemm.cpp); results are bitwise identical for any thread
+// count, because every element of C is summed by one thread in the same order.
 void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float* C, int64_t ldc,
               const GemmEpilogue& epilogue = {});
 
