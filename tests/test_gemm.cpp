@@ -11,6 +11,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/random.h"
+#include "engine/registry.h"
 #include "kernels/common/gemm.h"
 
 using namespace edl;
@@ -22,6 +23,13 @@ std::vector<float> random_vector(int64_t n, uint64_t seed) {
   std::vector<float> v(static_cast<size_t>(n));
   for (float& x : v) x = static_cast<float>(rng.normal());
   return v;
+}
+
+Tensor random_tensor(const Shape& shape, uint64_t seed) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> v = random_vector(n, seed);
+  return Tensor::from(shape, std::vector<double>(v.begin(), v.end()));
 }
 
 // C = (accumulate ? C : 0) + A·B + biases, then ReLU: the specification of gemm_f32, in double.
@@ -77,27 +85,61 @@ TEST_CASE("gemm: K = 0 leaves C = (accumulate ? C : 0) + epilogue; leading dimen
   CHECK(c == std::vector<float>{3, 4, 99, 6, 8, 99});  // column 2 (padding) untouched
 }
 
-TEST_CASE("gemm: results are bitwise identical for 1 and 2 threads", "[gemm][threads]") {
+TEST_CASE("gemm: several blocks of A, B and K are right, and bitwise identical for 1, 2 and 3 threads",
+          "[gemm][threads]") {
+  // M spans three row blocks (MC = 120 on AVX2), N two column blocks (NC = 4096), K two
+  // depth blocks (KC = 256): every loop of the driver runs more than once.
+  const int64_t M = 250, N = 4100, K = 300;
+  std::vector<float> a = random_vector(M * K, 6), b = random_vector(K * N, 7);
+  const MatrixView A{a.data(), K, 1}, B{b.data(), N, 1};
   const int saved = omp_get_max_threads();
-  auto run = [](int threads) {
+  std::vector<std::vector<float>> results;
+  for (int threads : {1, 2, 3}) {
     omp_set_num_threads(threads);
-    const int64_t M = 37, N = 300, K = 300;
-    std::vector<float> a = random_vector(M * K, 6), b = random_vector(K * N, 7), c(static_cast<size_t>(M * N));
-    gemm_f32(M, N, K, {a.data(), K, 1}, {b.data(), N, 1}, c.data(), N);
-    // A convolution's forward and both gradients (im2col variant, chosen by dispatch).
-    std::vector<float> xv = random_vector(4 * 8 * 81, 8), wv = random_vector(6 * 72, 9);
-    Tensor x = Tensor::from({4, 8, 9, 9}, std::vector<double>(xv.begin(), xv.end()));
-    Tensor w = Tensor::from({6, 8, 3, 3}, std::vector<double>(wv.begin(), wv.end()));
-    x.set_requires_grad();
-    w.set_requires_grad();
-    Tensor y = conv2d(x, w, Tensor(), 2, 1);
-    sum(y * y).backward();
-    std::vector<double> out(c.begin(), c.end());
-    for (const Tensor& t : {y.detach(), x.grad(), w.grad()})
-      for (double v : t.to_vector()) out.push_back(v);
-    return out;
-  };
-  std::vector<double> one = run(1), two = run(2);
+    std::vector<float> c(static_cast<size_t>(M * N));
+    gemm_f32(M, N, K, A, B, c.data(), N);
+    results.push_back(std::move(c));
+  }
   omp_set_num_threads(saved);
-  CHECK(one == two);
+  const std::vector<double> want = expected(M, N, K, A, B, {}, {});
+  for (size_t i = 0; i < want.size(); ++i) REQUIRE(std::abs(results[0][i] - want[i]) <= 1e-4 * (1 + std::abs(want[i])));
+  CHECK(results[0] == results[1]);
+  CHECK(results[0] == results[2]);
+}
+
+TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical for 1, 2 and 3 threads",
+          "[gemm][threads]") {
+  struct Case {
+    const char* variant;
+    Shape x, w;
+    int64_t stride, padding, groups;
+  };
+  // implicit with rows read in place (stride 1, 35-pixel rows), implicit with packed panels
+  // (stride 2; its gradients go through im2col), im2col, depthwise.
+  for (const Case& k : {Case{"implicit", {3, 8, 7, 35}, {6, 8, 3, 3}, 1, 1, 1},
+                        Case{"implicit", {4, 8, 9, 9}, {6, 8, 3, 3}, 2, 1, 1},
+                        Case{"im2col", {4, 8, 9, 9}, {6, 4, 3, 3}, 1, 1, 2},
+                        Case{"depthwise", {3, 5, 9, 20}, {5, 1, 3, 3}, 1, 1, 5}}) {
+    DYNAMIC_SECTION(k.variant << " x" << shape_str(k.x) << " stride " << k.stride) {
+      auto run = [&](int threads) {
+        omp_set_num_threads(threads);
+        force_variant("conv2d", k.variant);
+        Tensor x = random_tensor(k.x, 8), w = random_tensor(k.w, 9);
+        x.set_requires_grad();
+        w.set_requires_grad();
+        Tensor y = conv2d(x, w, Tensor(), k.stride, k.padding, k.groups);
+        sum(y * y).backward();
+        std::vector<double> out;
+        for (const Tensor& t : {y.detach(), x.grad(), w.grad()})
+          for (double v : t.to_vector()) out.push_back(v);
+        return out;
+      };
+      const int saved = omp_get_max_threads();
+      std::vector<double> one = run(1), two = run(2), three = run(3);
+      omp_set_num_threads(saved);
+      force_variant("conv2d", "");
+      CHECK(one == two);
+      CHECK(one == three);
+    }
+  }
 }

@@ -137,21 +137,26 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float
   }
   // Starting threads costs microseconds: a small product runs on the calling thread alone.
   const bool parallel = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelFlops;
-  static thread_local Scratch scratch_b;
-  float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));  // shared by the team
+  // Buffers are allocated here, not inside the parallel region, where an exception (bad_alloc)
+  // could not propagate. Bp is shared by the team; each thread packs A into its own slice of Ap.
+  static thread_local Scratch scratch_a, scratch_b;
+  float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));
+  float* ap_all = scratch_a.get(MC * KC * (parallel ? omp_get_max_threads() : 1));
+  // Blocks of A of equal size (a multiple of MR, at most MC), so that threads taking equal
+  // numbers of blocks get equal work: M = 128 is two blocks of 66 and 62 rows, not 120 and 8.
+  const int64_t m_blocks = (M + MC - 1) / MC;
+  const int64_t mcb = ((M + m_blocks - 1) / m_blocks + kGemmMR - 1) / kGemmMR * kGemmMR;
 
   // One parallel region for the whole product. For each KC×NC block of B, the threads pack
   // their share of its micro-panels, wait for each other, then split the work on that block:
-  // tasks are (block of MC rows of A) × (slice of B's micro-panels), in that order, cut into
+  // tasks are (block of mcb rows of A) × (slice of B's micro-panels), in that order, cut into
   // equal contiguous ranges, one per thread. Each thread packs the blocks of A its tasks need
   // into its own buffer (on a core's private L2). Small M (one block of A) is split by slices of
   // B; large M mostly by blocks of A, with slices added until there are a few tasks per thread.
 #pragma omp parallel if (parallel)
   {
-    static thread_local Scratch scratch_a;
-    float* ap = scratch_a.get(MC * KC);
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t m_blocks = (M + MC - 1) / MC;
+    float* ap = ap_all + t * MC * KC;
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = std::min(NC, N - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
       const int64_t slices = std::min(n_panels, std::max<int64_t>(1, (8 * T + m_blocks - 1) / m_blocks));
@@ -164,7 +169,7 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float
         int64_t packed_block = -1;
         for (int64_t task = task0; task < task1; ++task) {
           const int64_t ib = task / slices, sl = task % slices;
-          const int64_t ic = ib * MC, mc = std::min(MC, M - ic);
+          const int64_t ic = ib * mcb, mc = std::min(mcb, M - ic);
           if (ib != packed_block) pack_a(A, ic, pc, mc, kc, ap), packed_block = ib;
           for (int64_t jp = n_panels * sl / slices; jp < n_panels * (sl + 1) / slices; ++jp) {
             const int64_t jr = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, nc - jr);
