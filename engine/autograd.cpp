@@ -54,11 +54,14 @@ static void add_into(Tensor& slot, const Tensor& g) {
     slot = g;  // first contribution: take it (backward kernels return fresh tensors)
     return;
   }
+  if (!profiling()) {
+    accumulate(slot, g);
+    return;
+  }
   const auto start = std::chrono::steady_clock::now();
   accumulate(slot, g);
-  if (profiling())
-    profile_add("(autograd: sum of gradients)", "", "bwd",
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 0);
+  profile_add("(autograd: sum of gradients)", "", "bwd",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 0);
 }
 
 void backward(const Tensor& y, const Tensor& dy_in) {
@@ -93,11 +96,13 @@ void backward(const Tensor& y, const Tensor& dy_in) {
     std::vector<bool> needs(node->inputs.size());
     for (size_t i = 0; i < needs.size(); ++i)
       needs[i] = node->op->is_differentiable(i) && node->inputs[i].requires_grad();
-    const BackwardFn& bw = node->variant->backward ? node->variant->backward : node->op->reference().backward;
+    // A variant without a backward of its own differentiates through the reference's.
+    const Variant& bw_variant = node->variant->backward ? *node->variant : node->op->reference();
+    const BackwardFn& bw = bw_variant.backward;
     BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, needs};
     Tensors g_in;
     {
-      ProfileScope timed(*node->op, node->variant->name, "bwd");
+      ProfileScope timed(*node->op, bw_variant.name, "bwd");
       g_in = bw(ctx);
     }
 

@@ -2,6 +2,8 @@
 #include "engine/profiler.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -24,15 +26,29 @@ struct Entry {
 struct State {
   std::mutex mutex;
   std::map<std::tuple<std::string, std::string, std::string>, Entry> table;
-  bool on = [] {
-    const char* e = std::getenv("EDL_PROFILE");
-    return e && *e && std::string(e) != "0";
-  }();
+  std::atomic<bool> on{false};
 };
 
+bool env_profile() {
+  const char* e = std::getenv("EDL_PROFILE");
+  return e && *e && std::string(e) != "0";
+}
+
 State& state() {
-  static State s;
-  return s;
+  // With EDL_PROFILE set, profiling starts with the first op and the table is printed to stderr
+  // when the program ends (edl train --profile prints it itself, for the training steps only).
+  static State* s = [] {
+    auto* st = new State;  // never destroyed: ops may still run while other statics are torn down
+    if (env_profile()) {
+      st->on = true;
+      std::atexit([] {
+        const std::string table = profile_report();
+        if (!table.empty()) std::fprintf(stderr, "\nEDL_PROFILE: where the time went (wall time per op, summed):\n%s", table.c_str());
+      });
+    }
+    return st;
+  }();
+  return *s;
 }
 
 }  // namespace
@@ -66,7 +82,7 @@ std::string profile_report() {
   for (const auto& [key, e] : rows) {
     const auto& [op, variant, dir] = key;
     std::string name = variant.empty() ? op : op + "." + variant;
-    std::string gflops = e.flops > 0 ? fmt::format("{:.1f}", e.flops / e.seconds * 1e-9) : "";
+    std::string gflops = e.flops > 0 && e.seconds > 0 ? fmt::format("{:.1f}", e.flops / e.seconds * 1e-9) : "";
     out += fmt::format("{:<28} {:<4} {:>8} {:>11.1f} {:>7.1f} {:>8}\n", name, dir, e.calls, e.seconds * 1e3,
                        100.0 * e.seconds / total, gflops);
   }

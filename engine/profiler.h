@@ -1,7 +1,7 @@
 // profiler.h — where the time of a program goes, op by op.
 //
 // When profiling is on (set_profiling(true), `edl train --profile`, or EDL_PROFILE=1 in the
-// environment), every op that edl::call runs and every backward that autograd runs is timed
+// environment, which also prints the table to stderr at exit), every op that edl::call runs and every backward that autograd runs is timed
 // and summed per (op, variant, direction). profile_report() prints the table, largest first:
 //
 //   op.variant            dir    calls   total ms   % time   GFLOP/s

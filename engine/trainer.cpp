@@ -262,7 +262,9 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   int64_t images_this_run = 0;
   double train_seconds = 0;
   model->train();
-  if (c.profile) set_profiling(true);
+  const bool profiling_before = profiling();  // EDL_PROFILE=1, or a caller's set_profiling
+  const bool profile = c.profile || profiling_before;
+  set_profiling(profile);
   const int64_t first_step = step;
   while (step < end_step) {
     const int64_t epoch = step / steps_per_epoch;
@@ -285,7 +287,7 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
         if (profiling()) profile_add("(optimizer step)", "", "", seconds_since(t_opt), 0);
       }
       ++step;
-      if (c.profile && step == first_step + 1) profile_reset();  // the first step allocates: leave it out
+      if (profile && step == first_step + 1) profile_reset();  // the first step allocates: leave it out
 
       const double l = loss.item(), n = static_cast<double>(b.labels.dim(0));
       EDL_CHECK(std::isfinite(l), "training diverged at step {}: the loss is {} (try a lower --lr)", step, l);
@@ -328,7 +330,7 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     // End of an epoch: evaluate, record, checkpoint.
     set_profiling(false);  // the table is about training steps
     const double acc = evaluate_model(*model, test_set, mean, stddev, n_test).top1;
-    set_profiling(c.profile);
+    set_profiling(profile);
     model->train();
     rows.push_back({epoch + 1, loss_sum / seen, correct / seen, acc, schedule.lr(step - 1), epoch_seconds,
                     seen / epoch_seconds, loader.wait_seconds() - wait_epoch});
@@ -364,10 +366,11 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
                      "last test acc {:.2f}%, best {:.2f}%; run folder {}\n",
                      r.interrupted ? "interrupted" : "done", r.steps, r.epochs_done, format_duration(r.seconds),
                      r.train_images_per_second, r.data_wait_seconds, 100 * r.test_accuracy, 100 * best_acc, c.out);
-  if (c.profile) {
+  if (profile) {
     log << fmt::format("\nwhere the time of steps {}..{} went (wall time per op, summed):\n{}", first_step + 2, step,
                        profile_report());
-    set_profiling(false);
+    profile_reset();  // printed: EDL_PROFILE's report at exit has nothing left to add
+    set_profiling(profiling_before);
   }
   return r;
 }
