@@ -166,7 +166,7 @@ void extract_tar_gz(const std::string& archive, const std::string& dir) {
     return got;
   };
 
-  std::vector<char> content;
+  std::vector<char> chunk(1 << 20);
   int64_t entries = 0;
   for (;;) {
     char h[512];
@@ -182,24 +182,36 @@ void extract_tar_gz(const std::string& archive, const std::string& dir) {
               archive, entries + 1);
 
     std::string name(h, strnlen(h, 100));
-    if (std::memcmp(h + 257, "ustar", 5) == 0 && h[345]) name = std::string(h + 345, strnlen(h + 345, 155)) + "/" + name;
-    const uint64_t size = parse_octal(h + 124, 12);
+    // POSIX ustar ("ustar" NUL) has a path prefix at 345; GNU tar ("ustar  ") keeps times there.
+    if (std::memcmp(h + 257, "ustar", 6) == 0 && h[345]) name = std::string(h + 345, strnlen(h + 345, 155)) + "/" + name;
+    const uint64_t size = parse_octal(h + 124, 12), padded = (size + 511) / 512 * 512;
     const char type = h[156];
-    content.resize(static_cast<size_t>((size + 511) / 512 * 512));
-    EDL_CHECK(read_exact(content.data(), content.size()) == content.size(), "{}: ends inside '{}' (truncated download?)",
-              archive, name);
     ++entries;
 
+    // The content, copied in chunks (a header's size is not trusted with a buffer that large);
+    // only regular files are written. Other entries (links, pax headers) are not part of the
+    // CIFAR archives: their content is skipped.
+    std::ofstream out;
+    fs::path out_path;
     if (type == '5') {
       fs::create_directories(safe_path(dir, name, archive));
     } else if (type == '0' || type == '\0') {
-      const fs::path out = safe_path(dir, name, archive);
-      fs::create_directories(out.parent_path());
-      std::ofstream f(out, std::ios::binary | std::ios::trunc);
-      f.write(content.data(), static_cast<std::streamsize>(size));
-      EDL_CHECK(f.good(), "cannot write {} (disk full?)", out.string());
+      out_path = safe_path(dir, name, archive);
+      fs::create_directories(out_path.parent_path());
+      out.open(out_path, std::ios::binary | std::ios::trunc);
+      EDL_CHECK(out.is_open(), "cannot write {}", out_path.string());
     }
-    // Other entries (links, pax headers) are not part of the CIFAR archives: skipped.
+    for (uint64_t left = padded; left > 0;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, chunk.size()));
+      EDL_CHECK(read_exact(chunk.data(), n) == n, "{}: ends inside '{}' (truncated download?)", archive, name);
+      const uint64_t done = padded - left;  // bytes of this entry before the chunk
+      if (out.is_open() && done < size) out.write(chunk.data(), static_cast<std::streamsize>(std::min<uint64_t>(n, size - done)));
+      left -= n;
+    }
+    if (out.is_open()) {
+      out.close();
+      EDL_CHECK(!out.fail(), "cannot write {} (disk full?)", out_path.string());
+    }
   }
 }
 
@@ -242,8 +254,12 @@ void fetch(const std::string& url, const std::string& path, const DownloadProgre
   if (res == CURLE_OK && written) return;
 
   std::string why = error[0] ? error : curl_easy_strerror(res);
-  if (res == CURLE_COULDNT_RESOLVE_HOST || res == CURLE_COULDNT_CONNECT || res == CURLE_OPERATION_TIMEDOUT ||
-      res == CURLE_COULDNT_RESOLVE_PROXY)
+  curl_off_t received = 0;
+  curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &received);
+  if (res == CURLE_OPERATION_TIMEDOUT && received > 0)
+    why = fmt::format("the transfer stalled after {:.1f} MB: {}", static_cast<double>(received) / 1e6, why);
+  else if (res == CURLE_COULDNT_RESOLVE_HOST || res == CURLE_COULDNT_CONNECT || res == CURLE_OPERATION_TIMEDOUT ||
+           res == CURLE_COULDNT_RESOLVE_PROXY)
     why = "no connection (is this machine offline?): " + why;
   else if (res == CURLE_HTTP_RETURNED_ERROR) {
     long code = 0;
@@ -288,9 +304,18 @@ std::string download_dataset(const DownloadSpec& spec, const std::string& dir, c
     fs::rename(part, archive);
   }
 
-  extract_tar_gz(archive.string(), dir);  // 4.
-  EDL_CHECK(fs::is_regular_file(folder / spec.check_file, ec), "unpacking {} did not create {}: not the {} archive?",
-            archive.string(), (folder / spec.check_file).string(), spec.title);
+  // 4. Unpack into a scratch folder and move the result into place only when complete, so that
+  // an interrupted unpack never looks like data (step 1 would then skip it).
+  const fs::path scratch = fs::path(dir) / (".unpacking-" + spec.folder);
+  fs::remove_all(scratch, ec);
+  fs::create_directories(scratch);
+  extract_tar_gz(archive.string(), scratch.string());
+  EDL_CHECK(fs::is_regular_file(scratch / spec.folder / spec.check_file, ec),
+            "unpacking {} did not create {}/{}: not the {} archive?", archive.string(), spec.folder, spec.check_file,
+            spec.title);
+  fs::remove_all(folder, ec);  // an incomplete earlier copy (it has no check_file)
+  fs::rename(scratch / spec.folder, folder);
+  fs::remove_all(scratch, ec);
   return folder.string();
 }
 

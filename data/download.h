@@ -8,8 +8,9 @@
 // 3. Otherwise the archive is downloaded (libcurl) to <dir>/<archive>.part with progress, its
 //    MD5 is checked against the one published on https://www.cs.toronto.edu/~kriz/cifar.html,
 //    and only then renamed to <archive>: an interrupted or corrupt download never looks done.
-// 4. The .tar.gz is unpacked into <dir> (zlib + a small tar reader that refuses paths outside
-//    <dir>), creating <dir>/<folder>/ with the .bin files that data/cifar.h reads.
+// 4. The .tar.gz is unpacked (zlib + a small tar reader that refuses paths outside the folder)
+//    into a scratch folder, and <folder>/ with the .bin files that data/cifar.h reads is moved
+//    into <dir> once complete: an interrupted unpack never looks finished.
 //
 // With no network the error says so, and how to finish by hand (step 2).
 //

@@ -414,6 +414,12 @@ TEST_CASE("download: fetches, checks the MD5, unpacks; the reader reads the resu
   fs::remove_all(data / "cifar-100-binary");
   CHECK(download_dataset(offline, data.string()) == folder);
   CHECK(fs::exists(data / "cifar-100-binary" / "train.bin"));
+  // What an interrupted unpack would leave (a truncated file, no test.bin) is replaced.
+  fs::remove(data / "cifar-100-binary" / "test.bin");
+  fs::resize_file(data / "cifar-100-binary" / "train.bin", 100);
+  CHECK(download_dataset(offline, data.string()) == folder);
+  check_set(load_cifar(folder, "cifar100", true), kRecords, 0, fine);
+  CHECK_FALSE(fs::exists(data / ".unpacking-cifar-100-binary"));
 }
 
 TEST_CASE("download: no network, a wrong checksum and a wrong archive are named", "[download]") {
@@ -421,6 +427,7 @@ TEST_CASE("download: no network, a wrong checksum and a wrong archive are named"
   DownloadSpec spec = make_cifar100_archive(tmp.path / "server");
   const fs::path data = tmp.path / "data";
 
+  ScopedEnv no_proxy("no_proxy", "127.0.0.1"), no_proxy_upper("NO_PROXY", "127.0.0.1");  // curl would ask a proxy
   DownloadSpec offline = spec;
   offline.url = "http://127.0.0.1:9/cifar-100-binary.tar.gz";  // connection refused
   REQUIRE_THROWS_WITH(download_dataset(offline, data.string()),
@@ -450,23 +457,27 @@ TEST_CASE("download: no network, a wrong checksum and a wrong archive are named"
 }
 
 TEST_CASE("download: a tar entry that points outside the folder is refused", "[download]") {
-  TempDir tmp;
-  // One hand-made ustar header for "../evil.bin" (4 bytes), then the end of the archive.
-  std::vector<char> tar(512 * 4, 0);
-  std::strcpy(tar.data(), "../evil.bin");
-  std::strcpy(tar.data() + 100, "0000644");
-  std::strcpy(tar.data() + 124, "00000000004");
-  tar[156] = '0';
-  std::memcpy(tar.data() + 257, "ustar", 6);
-  std::memset(tar.data() + 148, ' ', 8);
-  unsigned sum = 0;
-  for (int i = 0; i < 512; ++i) sum += static_cast<unsigned char>(tar[static_cast<size_t>(i)]);
-  std::snprintf(tar.data() + 148, 8, "%06o", sum);
-  std::memcpy(tar.data() + 512, "evil", 4);
-  std::ofstream(tmp.path / "evil.tar", std::ios::binary).write(tar.data(), static_cast<std::streamsize>(tar.size()));
-  REQUIRE(std::system(fmt::format("gzip -f '{}'", (tmp.path / "evil.tar").string()).c_str()) == 0);
-  fs::create_directories(tmp.path / "out");
-  REQUIRE_THROWS_WITH(extract_tar_gz((tmp.path / "evil.tar.gz").string(), (tmp.path / "out").string()),
-                      Contains("refusing to unpack '../evil.bin'"));
-  CHECK_FALSE(fs::exists(tmp.path / "evil.bin"));
+  for (const char* evil : {"../evil.bin", "/tmp/evil.bin"}) {
+    DYNAMIC_SECTION(evil) {
+      TempDir tmp;
+      // One hand-made ustar header for the file (4 bytes), then the end of the archive.
+      std::vector<char> tar(512 * 4, 0);
+      std::strcpy(tar.data(), evil);
+      std::strcpy(tar.data() + 100, "0000644");
+      std::strcpy(tar.data() + 124, "00000000004");
+      tar[156] = '0';
+      std::memcpy(tar.data() + 257, "ustar", 6);
+      std::memset(tar.data() + 148, ' ', 8);
+      unsigned sum = 0;
+      for (int i = 0; i < 512; ++i) sum += static_cast<unsigned char>(tar[static_cast<size_t>(i)]);
+      std::snprintf(tar.data() + 148, 8, "%06o", sum);
+      std::memcpy(tar.data() + 512, "evil", 4);
+      std::ofstream(tmp.path / "evil.tar", std::ios::binary).write(tar.data(), static_cast<std::streamsize>(tar.size()));
+      REQUIRE(std::system(fmt::format("gzip -f '{}'", (tmp.path / "evil.tar").string()).c_str()) == 0);
+      fs::create_directories(tmp.path / "out");
+      REQUIRE_THROWS_WITH(extract_tar_gz((tmp.path / "evil.tar.gz").string(), (tmp.path / "out").string()),
+                          Contains(std::string("refusing to unpack '") + evil + "'"));
+      CHECK_FALSE(fs::exists(tmp.path / "evil.bin"));
+    }
+  }
 }
