@@ -123,7 +123,7 @@ void gemm_pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, f
   pack_a(A, i0, k0, mc, kc, ap);
 }
 
-const char* gemm_ukernel_name() { return kGemmUkernelName; }
+const char* gemm_ukernel_name() { return kGemmUkernelName.c_str(); }
 
 void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float* C, int64_t ldc,
               const GemmEpilogue& ep) {

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include <xsimd/xsimd.hpp>
 
@@ -31,7 +32,7 @@ namespace edl {
 
 // Scalar fallback, 4×4: the same loops with plain floats.
 inline constexpr int kGemmMR = 4, kGemmNR = 4;
-inline const char* const kGemmUkernelName = "4x4 scalar";
+inline const std::string kGemmUkernelName = "4x4 scalar";
 
 template <bool kAligned, class BRow>
 inline void gemm_ukernel_rows(int64_t kc, const float* a, BRow b_row, float* c, int64_t ldc, bool accumulate) {
@@ -63,8 +64,9 @@ inline constexpr int kGemmNV = 2, kGemmMR = 12;  // 32 registers: 24 accumulator
 inline constexpr int kGemmNV = 2, kGemmMR = 6;  // 16 registers: 12 accumulators + 2 + 1
 #endif
 inline constexpr int kGemmNR = kGemmNV * kGemmLanes;
-inline const char* const kGemmUkernelName =
-    XSIMD_WITH_AVX512F ? "12x32 avx512" : XSIMD_WITH_AVX2 ? "6x16 avx2" : XSIMD_WITH_NEON64 ? "8x12 neon" : "6x8 sse";
+// The tile and the instruction set xsimd chose, e.g. "6x16 avx2" (read by the benchmark report).
+inline const std::string kGemmUkernelName =
+    std::to_string(kGemmMR) + "x" + std::to_string(kGemmNR) + " " + xsimd::default_arch::name();
 
 // c (MR×NR, leading dimension ldc) = (accumulate ? c : 0) + a·b over kc, where row k of b (NR
 // floats) is at b_row(k): the packed panel of the driver, or (implicit convolution) a row of the

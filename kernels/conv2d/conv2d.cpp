@@ -82,13 +82,15 @@ OpDef make_conv2d() {
     return 2.0 * static_cast<double>(s.N * s.OC * s.OH * s.OW) * static_cast<double>(s.C / s.groups * s.KH * s.KW);
   };
   op.samples = [] {
-    // x (N,C,H,W), OC, K, stride, padding, groups, bias
-    auto s = [](std::string name, Shape x, int64_t OC, int64_t K, int64_t stride, int64_t pad, int64_t groups,
-                bool bias, bool grad = true) {
-      Sample smp{std::move(name), {{x}, {{OC, x[1] / groups, K, K}}}, {{"stride", stride}, {"padding", pad}, {"groups", groups}}, grad};
+    // x (N,C,H,W), OC, KH×KW, stride, padding, groups, bias, gradient-checked
+    auto s2 = [](std::string name, Shape x, int64_t OC, int64_t KH, int64_t KW, int64_t stride, int64_t pad,
+                 int64_t groups, bool bias, bool grad = true) {
+      Sample smp{std::move(name), {{x}, {{OC, x[1] / groups, KH, KW}}}, {{"stride", stride}, {"padding", pad}, {"groups", groups}}, grad};
       if (bias) smp.inputs.push_back({{OC}});
       return smp;
     };
+    auto s = [&](std::string name, Shape x, int64_t OC, int64_t K, int64_t stride, int64_t pad, int64_t groups,
+                 bool bias, bool grad = true) { return s2(std::move(name), x, OC, K, K, stride, pad, groups, bias, grad); };
     return std::vector<Sample>{
         s("1x1", {2, 3, 4, 4}, 5, 1, 1, 0, 1, true),
         s("3x3 s1 p1", {2, 3, 5, 5}, 4, 3, 1, 1, 1, true),
@@ -103,6 +105,14 @@ OpDef make_conv2d() {
         // leave a partial block of 4.
         s("3x3 s1 p1 wide rows", {2, 3, 7, 35}, 5, 3, 1, 1, 1, true),
         s("5x5 p2 groups=2 wide rows", {1, 4, 6, 18}, 6, 5, 1, 2, 2, false),
+        // The paths each fast variant chooses by shape (conv2d_implicit.cpp, conv2d_depthwise.cpp):
+        s2("3x2 kernel wide rows", {2, 3, 6, 20}, 4, 3, 2, 1, 1, 1, true),  // KH != KW everywhere
+        s("3x3 s2 p0", {1, 2, 7, 7}, 3, 3, 2, 0, 1, true),
+        s("1x1 p1 (dx not a convolution)", {1, 2, 4, 4}, 3, 1, 1, 1, 1, false),
+        s("4x4 p1 wide rows (taps 3 + 1)", {1, 2, 5, 20}, 3, 4, 1, 1, 1, false),
+        s("depthwise 3x3 s2 p0 bias", {2, 3, 7, 7}, 3, 3, 2, 0, 3, true),
+        // 32 channels × 9 taps = 288 rows of col: two blocks of K for the rows read in place.
+        s("3x3 wide rows, 288 = 256 + 32 taps", {2, 32, 5, 34}, 8, 3, 1, 1, 1, false, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),

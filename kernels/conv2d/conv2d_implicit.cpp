@@ -16,11 +16,11 @@ constexpr int64_t kKC = 256;  // rows of (c, kh, kw) per packed panel: KC×NR fl
 
 // Where the pixels of one panel read one tap (kh, kw) of the kernel, channel by channel: the
 // panel's pixels j .. j+len-1 lie in one output row; of them, j+lo .. j+hi-1 fall inside the
-// image and read x[c] from offset + t*stride on (t = 0 .. len-1); the rest read padding (0).
+// image, pixel j+t reading x[c] at first + (t-lo)*stride; the rest read padding (0).
 // These depend on the tap and the panel but not on the channel, so they are worked out once per
 // panel, and packing a row of the panel is then a copy (two vector moves for a whole panel).
 struct TapRun {
-  int64_t offset, j, len, lo, hi;
+  int64_t first, j, len, lo, hi;  // first: offset in the channel's plane (when lo < hi)
 };
 
 // The runs of every tap for the nr pixels from p0, grouped by tap: runs[first[t] .. first[t+1]).
@@ -44,7 +44,7 @@ PanelPlan plan_panel(const Conv2dShape& s, int64_t p0, int64_t nr) {
           while (lo < hi && iw0 + lo * s.stride < 0) ++lo;
           while (hi > lo && iw0 + (hi - 1) * s.stride >= s.W) --hi;
         }
-        plan.runs.push_back({ih * s.W + iw0, j, len, lo, hi});
+        plan.runs.push_back({hi > lo ? ih * s.W + iw0 + lo * s.stride : 0, j, len, lo, hi});
         j += len;
       }
     }
@@ -74,13 +74,12 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
     for (int64_t r = plan.first[tap]; r < plan.first[tap + 1]; ++r) {
       const TapRun& run = plan.runs[r];
       float* d = dst + run.j;
-      const float* src = xc + run.offset;
       if (run.lo == 0 && run.hi == kGemmNR && s.stride == 1) {  // the common case: a whole panel inside
-        copy_strided(d, src, kGemmNR, 1);                           // the image, a fixed-size vector copy
+        copy_strided(d, xc + run.first, kGemmNR, 1);               // the image, a fixed-size vector copy
         continue;
       }
       for (int64_t t = 0; t < run.lo; ++t) d[t] = 0.0f;
-      if (run.hi > run.lo) copy_strided(d + run.lo, src + run.lo * s.stride, run.hi - run.lo, s.stride);
+      if (run.hi > run.lo) copy_strided(d + run.lo, xc + run.first, run.hi - run.lo, s.stride);
       for (int64_t t = std::max(run.lo, run.hi); t < run.len; ++t) d[t] = 0.0f;
     }
     if (++tap == KK) tap = 0, ++c;
@@ -208,6 +207,12 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
                              bool accumulate) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, CKK = CG * s.KH * s.KW, P = s.OH * s.OW;
   if (s.N == 0 || OCG == 0 || P == 0) return;
+  if (CKK == 0) {  // no input channels: an empty sum, y = (accumulate ? y : 0) + b
+    for (int64_t i = 0; i < s.N * s.OC; ++i)
+      for (int64_t p = 0; p < P; ++p)
+        y[i * P + p] = (accumulate ? y[i * P + p] : 0.0f) + (b ? b[i % s.OC] : 0.0f);
+    return;
+  }
   const int64_t MP = (OCG + kGemmMR - 1) / kGemmMR * kGemmMR;  // rows of packed weights, whole tiles
 
   // The weights of group g, rows k0 .. k0+kc-1, packed as gemm_pack_a lays them out, start at
@@ -278,12 +283,14 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
 
   // Otherwise each panel is packed from the image (pack_panel_from_image) into L1 first.
   const int64_t panels = (P + kGemmNR - 1) / kGemmNR, tasks = s.N * s.groups * panels;
+  std::vector<PanelPlan> plans;  // the same for every image and group
+  for (int64_t jp = 0; jp < panels; ++jp) plans.push_back(plan_panel(s, jp * kGemmNR, std::min<int64_t>(kGemmNR, P - jp * kGemmNR)));
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < tasks; ++task) {
     alignas(64) static thread_local float bp[kKC * kGemmNR];
     const int64_t n = task / (s.groups * panels), g = task / panels % s.groups, jp = task % panels;
     const int64_t j0 = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, P - j0);
-    const PanelPlan plan = plan_panel(s, j0, nr);
+    const PanelPlan& plan = plans[static_cast<size_t>(jp)];
     const float* xg = x + (n * s.C + g * CG) * s.H * s.W;
     float* yg = y + (n * s.OC + g * OCG) * P + j0;  // the panel's first column of this group's rows
     for (int64_t k0 = 0; k0 < CKK; k0 += kKC) {
