@@ -10,7 +10,7 @@
 //   packed panel (kc × NR)               image x[c]
 //   row (c, kh, kw): pixels j0..j0+NR  <- x[c][oh*s - p + kh][ow*s - p + kw] for those pixels
 //
-// The panel (16 KB) is packed into L1 and used at once by every MR-row micro-kernel of the
+// The panel (KC×NR floats: 16 KB with AVX2's NR = 16) is packed into L1 and used at once by every MR-row micro-kernel of the
 // weights, which are packed once per call (gemm_pack_a) and shared by all images:
 //
 //   for each (image, group, panel of NR pixels)      <- threads take these tasks
@@ -24,12 +24,13 @@
 // panel's corner. The micro-kernel (gemm_ukernel_rows) then loads B from there through a table
 // of the CKK offsets, and the only data movement left is the weights' packing, once per call.
 //
-// The data gradient of a stride-1 convolution is itself a convolution — of dy with the
-// weights transposed (in ↔ out channels) and flipped (kh → KH-1-kh), padded by KH-1-padding —
-// so it runs through the same kernel and needs no col2im either. The weight gradient of a
-// stride-1 convolution has a direct kernel too (conv2d_implicit.cpp: sums along rows of dy and
-// of the padded image, vectorized along the row); strided and 1×1 convolutions and rows
-// narrower than a vector use conv2d_im2col.h for the gradients.
+// The data gradient of a stride-1 convolution with a square kernel and padding <= KH-1 is
+// itself a convolution — of dy with the weights transposed (in ↔ out channels) and flipped
+// (kh → KH-1-kh), padded by KH-1-padding — so it runs through the same kernel and needs no
+// col2im either; other data gradients use conv2d_im2col.h. The weight gradient has a direct
+// kernel (conv2d_implicit.cpp: sums along rows of dy and of the padded image, vectorized along
+// the row) for stride 1, output rows of at least one vector and kernels other than 1×1 without
+// padding; the rest (strided convolutions, narrow rows, 1×1) use conv2d_im2col.h.
 //
 // Every output element is summed by one task in a fixed order: results are bitwise identical
 // for any number of threads.
