@@ -87,8 +87,11 @@ bool reference_everywhere() {
   return v && std::strcmp(v, "all") == 0;
 }
 
-void conv_forward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads) {
+// The label "dispatch" marks the variant edl::call chooses for the layer (the report stars it).
+void conv_forward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads,
+                  bool chosen) {
   ThreadScope scope(threads);
+  if (chosen) st.SetLabel("dispatch");
   Tensors in = judge_inputs(v->judge, cached_inputs(s));
   NoGradGuard no_grad;
   for (auto _ : st) benchmark::DoNotOptimize(call(*conv, in, s.attrs, v->name));
@@ -97,8 +100,10 @@ void conv_forward(benchmark::State& st, const OpDef* conv, const Variant* v, con
 
 // As in ops_bench.cpp: one forward outside the loop, then the variant's backward function
 // (the reference's if it has none) through a BackwardCtx, asking for dx and dw.
-void conv_backward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads) {
+void conv_backward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads,
+                   bool chosen) {
   ThreadScope scope(threads);
+  if (chosen) st.SetLabel("dispatch");
   Tensors in = judge_inputs(v->judge, cached_inputs(s));
   std::vector<bool> needs(in.size(), true);
   Tensors saved;
@@ -119,6 +124,9 @@ const bool registered = [] {
   const OpDef* conv = &op("conv2d");
   for (const ConvLayer& l : kLayers) {
     const Sample s = conv_sample(l);
+    Tensors shapes_only;  // what dispatch looks at: shapes and dtypes
+    for (const InputSpec& spec : s.inputs) shapes_only.push_back(Tensor::empty(spec.shape, spec.dtype));
+    const Variant* chosen = &choose_variant(*conv, shapes_only, s.attrs);
     for (const Variant& v : conv->variants) {
       const bool reference = &v == &conv->reference();
       if (reference && std::strcmp(l.net, "resnet20") != 0 && !reference_everywhere()) continue;
@@ -127,7 +135,7 @@ const bool registered = [] {
         for (int t : thread_counts()) {
           std::string name = fmt::format("layers/conv2d.{}/{}/{}/threads:{}", v.name, s.name, dir, t);
           auto fn = std::strcmp(dir, "forward") == 0 ? conv_forward : conv_backward;
-          auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, conv, &v, s, t);
+          auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, conv, &v, s, t, &v == chosen);
           b->UseRealTime()->Unit(benchmark::kMillisecond);
           if (reference) b->MinTime(0.1);
         }

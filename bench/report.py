@@ -60,7 +60,8 @@ def parse_entries(data):
         threads = 1
         if parts and parts[-1].startswith("threads:"):
             threads = int(parts.pop()[len("threads:"):])
-        e = {"name": name, "threads": threads, "error": b.get("error_message") if b.get("error_occurred") else None}
+        e = {"name": name, "threads": threads, "error": b.get("error_message") if b.get("error_occurred") else None,
+             "chosen": b.get("label") == "dispatch"}
         flops = b.get("FLOP/s")
         e["gflops"] = flops / 1e9 if isinstance(flops, (int, float)) and not e["error"] else None
         scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}.get(b.get("time_unit", "ns"), 1e-6)
@@ -408,7 +409,8 @@ def section_group(r, key, title, what, out_dir, charts):
         return []
     impls = r.impls[key]
     lines = [f"## {title}", "", f"Rows: {what}. "
-             + ("Ratios use the library SGEMMs on the layer's im2col shape. " if key.startswith("layers") else ""), ""]
+             + ("Ratios use the library SGEMMs on the layer's im2col shape; ★ marks the variant edl picks "
+                "for the layer by itself (the registry's dispatch). " if key.startswith("layers") else ""), ""]
     head = "| shape | implementation |"
     sep = "|---|---|"
     for t in r.threads:
@@ -420,7 +422,8 @@ def section_group(r, key, title, what, out_dir, charts):
         present = [i for i in impls if any(r.by_key.get((key, s, i, t)) for t in r.threads)]
         best = {t: max((r.gflops(key, s, i, t) or 0) for i in present) for t in r.threads}
         for n, i in enumerate(present):
-            row = f"| {cell_label(key, s) if n == 0 else ''} | {i} |"
+            chosen = any((r.by_key.get((key, s, i, t)) or {}).get("chosen") for t in r.threads)
+            row = f"| {cell_label(key, s) if n == 0 else ''} | {i}{' ★' if chosen else ''} |"
             for t in r.threads:
                 e = r.by_key.get((key, s, i, t))
                 v = e["gflops"] if e else None
