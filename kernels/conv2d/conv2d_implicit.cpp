@@ -92,18 +92,19 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
 //                       dy[n][oc][oh][ow] * xpad[n][c][oh + kh][ow + kw]
 //
 // where xpad is a plane of x with its zero padding written out (and rows padded so that every
-// output row is whole vectors), made per image and channel in a buffer of the thread. For one (oc, c, kh, kw) the sum runs along rows of dy and of xpad that are
-// both contiguous, so it vectorizes along ow without any packing: a block of OB output channels
-// × TB neighbouring taps (kw, kw+1, ...) keeps OB×TB vector accumulators, and each step loads
-// TB vectors of the image row (the same row shifted by one float per tap) and OB vectors of dy:
+// output row is whole vectors), made per image and channel in a buffer of the thread. For one
+// (oc, c, kh, kw) the sum runs along rows of dy and of xpad that are both contiguous, so it
+// vectorizes along ow without any packing: a block of OB output channels × TB neighbouring
+// taps (kw, kw+1, ...) keeps OB×TB vector accumulators, and each step loads TB vectors of the
+// image row (the same row shifted by one float per tap) and OB vectors of dy:
 //
 //   acc[o][t] += dy[oc0 + o][oh][v .. v+L)  *  xpad[c][oh + kh][v + kw0 + t .. + L)
 //
 // (3 output channels × 3 taps: 9 accumulators. GCC 12 folds the image loads into the FMAs, so
 // a step is 12 loads for 9 FMAs and the loop is bound by loads, not FMAs: room to improve. At
-// 4 × 3 it was a little slower on the ResNet-20 layers.) The lanes of an accumulator are added at the very end. Threads take blocks of output channels,
-// so every weight is summed by one thread, over images in order: results do not depend on the
-// thread count.
+// 4 × 3 it was a little slower on the ResNet-20 layers.) The lanes of an accumulator are added
+// at the very end. Threads take blocks of output channels, so every weight is summed by one
+// thread, over images in order: results do not depend on the thread count.
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
 constexpr bool kDirectWgrad = true;
 using WBatch = xsimd::batch<float>;
