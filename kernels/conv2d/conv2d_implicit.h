@@ -24,13 +24,14 @@
 // panel's corner. The micro-kernel (gemm_ukernel_rows) then loads B from there through a table
 // of the CKK offsets, and the only data movement left is the weights' packing, once per call.
 //
-// The data gradient of a stride-1 convolution with a square kernel and padding <= KH-1 is
-// itself a convolution — of dy with the weights transposed (in ↔ out channels) and flipped
+// The data gradient of a stride-1 convolution with a square kernel, padding <= KH-1 and rows
+// of at least NR pixels is itself a convolution — of dy with the weights transposed (in ↔ out channels) and flipped
 // (kh → KH-1-kh), padded by KH-1-padding — so it runs through the same kernel and needs no
 // col2im either; other data gradients use conv2d_im2col.h. The weight gradient has a direct
 // kernel (conv2d_implicit.cpp: sums along rows of dy and of the padded image, vectorized along
-// the row) for stride 1, output rows of at least one vector and kernels other than 1×1 without
-// padding; the rest (strided convolutions, narrow rows, 1×1) use conv2d_im2col.h.
+// the row) for stride 1, output rows of at least NR pixels and kernels other than 1×1 without
+// padding; the rest (strided convolutions, narrow rows, 1×1) use conv2d_im2col.h. (On 8×8 maps
+// im2col's GEMMs are faster for both gradients: measured, see conv2d_backward_implicit.)
 //
 // Every output element is summed by one task in a fixed order: results are bitwise identical
 // for any number of threads.
