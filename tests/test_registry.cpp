@@ -36,9 +36,19 @@ TEST_CASE("registry: dispatch picks the first automatic variant that supports th
   CHECK(choose_variant(mm, in, {}).name == "gemm");  // eigen is a baseline, never automatic
   Tensors in64{Tensor::ones({2, 3}, DType::f64), Tensor::ones({3, 4}, DType::f64)};
   CHECK(choose_variant(mm, in64, {}).name == "reference");  // gemm is f32 only
-  // A depthwise convolution is not for im2col: its supports() sends it to the reference.
+  // Each conv2d variant's supports() sends a shape where it belongs: depthwise to the direct
+  // depthwise kernel, other f32 convolutions to the implicit GEMM, f64 to the reference, and a
+  // grouped convolution with one input channel per group but two outputs (not depthwise, no
+  // GEMM to speak of) to the reference.
+  const OpDef& conv = op("conv2d");
   Tensors dw{Tensor::ones({1, 4, 5, 5}), Tensor::ones({4, 1, 3, 3})};
-  CHECK(choose_variant(op("conv2d"), dw, {{"groups", 4}}).name == "reference");
+  CHECK(choose_variant(conv, dw, {{"groups", 4}}).name == "depthwise");
+  Tensors dense{Tensor::ones({1, 4, 5, 5}), Tensor::ones({6, 4, 3, 3})};
+  CHECK(choose_variant(conv, dense, {}).name == "implicit");
+  Tensors dense64{Tensor::ones({1, 4, 5, 5}, DType::f64), Tensor::ones({6, 4, 3, 3}, DType::f64)};
+  CHECK(choose_variant(conv, dense64, {}).name == "reference");
+  Tensors multiplier{Tensor::ones({1, 4, 5, 5}), Tensor::ones({8, 1, 3, 3})};
+  CHECK(choose_variant(conv, multiplier, {{"groups", 4}}).name == "reference");
   force_variant("matmul", "eigen");
   CHECK(choose_variant(mm, in, {}).name == "eigen");
   CHECK(matmul(in[0], in[1]).to_vector() == std::vector<double>(8, 3.0));
