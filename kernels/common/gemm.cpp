@@ -177,18 +177,9 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float
               const int64_t mr = std::min<int64_t>(kGemmMR, mc - ir);
               float* c = C + (ic + ir) * ldc + jc + jr;
               const bool accumulate = !first || ep.accumulate;
-              const float* a_panel = ap + ir * kc;
               const float* b_panel = bp + jr * kc;
-              if (mr == kGemmMR && nr == kGemmNR) {
-                gemm_ukernel_f32(kc, a_panel, b_panel, c, ldc, accumulate);
-              } else {
-                // An edge tile: compute the whole tile into a buffer, copy the valid part.
-                alignas(64) float tile[kGemmMR * kGemmNR];
-                gemm_ukernel_f32(kc, a_panel, b_panel, tile, kGemmNR, false);
-                for (int64_t i = 0; i < mr; ++i)
-                  for (int64_t j = 0; j < nr; ++j)
-                    c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * kGemmNR + j];
-              }
+              gemm_tile_rows<true>(kc, ap + ir * kc, [b_panel](int64_t k) { return b_panel + k * kGemmNR; }, c, ldc,
+                                   mr, nr, accumulate);
               if (last) apply_epilogue(ep, c, ldc, ic + ir, jc + jr, mr, nr);
             }
           }

@@ -102,4 +102,20 @@ inline void gemm_ukernel_f32(int64_t kc, const float* a, const float* b, float* 
 
 #endif
 
+// An mr×nr tile of c (mr <= MR, nr <= NR), the same sum: a whole tile goes straight to c; an edge
+// tile is computed whole into a buffer (the packed operands are zero-padded, so the extra rows
+// and columns are harmless) and only its valid part is added to c.
+template <bool kAligned, class BRow>
+inline void gemm_tile_rows(int64_t kc, const float* a, BRow b_row, float* c, int64_t ldc, int64_t mr, int64_t nr,
+                           bool accumulate) {
+  if (mr == kGemmMR && nr == kGemmNR) {
+    gemm_ukernel_rows<kAligned>(kc, a, b_row, c, ldc, accumulate);
+    return;
+  }
+  alignas(64) float tile[kGemmMR * kGemmNR];
+  gemm_ukernel_rows<kAligned>(kc, a, b_row, tile, kGemmNR, false);
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.0f) + tile[i * kGemmNR + j];
+}
+
 }  // namespace edl

@@ -1,6 +1,7 @@
 // conv2d_depthwise.h — a direct kernel for depthwise convolution (groups = C = OC).
 //
-// Each channel is convolved with its own KH×KW filter: y[n][c] = w[c] ⋆ x[n][c] (+ b[c]). There
+// x is (N,C,H,W), w is (C,1,KH,KW), b is (C) or null, y is (N,C,OH,OW); shapes as in
+// conv2d_reference.h. Each channel is convolved with its own KH×KW filter: y[n][c] = w[c] ⋆ x[n][c] (+ b[c]). There
 // is no sum over channels, so there is no matrix product to hand to a GEMM (im2col would give a
 // 1-row product per channel) — MobileNetV2's 3×3 depthwise layers run on these loops instead.
 //

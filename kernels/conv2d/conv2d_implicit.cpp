@@ -232,16 +232,8 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
     const bool acc = accumulate || k0 > 0;
     const float* a_chunk = ap + g * MP * CKK + k0 * MP;
     for (int64_t ir = 0; ir < OCG; ir += kGemmMR) {
-      const int64_t mr = std::min<int64_t>(kGemmMR, OCG - ir);
-      float* c = yg + ir * P;
-      if (mr == kGemmMR && nr == kGemmNR) {
-        gemm_ukernel_rows<kAligned>(kc, a_chunk + ir * kc, b_row, c, P, acc);
-      } else {  // an edge tile: compute it whole into a buffer, add the valid part
-        alignas(64) float tile[kGemmMR * kGemmNR];
-        gemm_ukernel_rows<kAligned>(kc, a_chunk + ir * kc, b_row, tile, kGemmNR, false);
-        for (int64_t i = 0; i < mr; ++i)
-          for (int64_t j = 0; j < nr; ++j) c[i * P + j] = (acc ? c[i * P + j] : 0.0f) + tile[i * kGemmNR + j];
-      }
+      gemm_tile_rows<kAligned>(kc, a_chunk + ir * kc, b_row, yg + ir * P, P, std::min<int64_t>(kGemmMR, OCG - ir), nr,
+                               acc);
     }
   };
   auto add_bias = [&](int64_t g, float* yg, int64_t nr) {

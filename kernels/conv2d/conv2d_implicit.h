@@ -1,5 +1,8 @@
 // conv2d_implicit.h — implicit-GEMM convolution: the product of conv2d_im2col.h without col.
 //
+// x is (N,C,H,W), w is (OC,C/groups,KH,KW), b is (OC) or null, y is (N,OC,OH,OW); shapes as in
+// conv2d_reference.h, the specification these kernels are tested against.
+//
 // im2col writes every KH×KW window of an image into a column matrix, and the GEMM then copies
 // that matrix again into its packed micro-panels: two passes over a buffer nine times the
 // image (3×3 kernels), most of it out of cache. Implicit GEMM skips the buffer. The packing
