@@ -113,6 +113,10 @@ OpDef make_conv2d() {
         s("depthwise 3x3 s2 p0 bias", {2, 3, 7, 7}, 3, 3, 2, 0, 3, true),
         // 32 channels × 9 taps = 288 rows of col: two blocks of K for the rows read in place.
         s("3x3 wide rows, 288 = 256 + 32 taps", {2, 32, 5, 34}, 8, 3, 1, 1, 1, false, false),
+        // im2col's backward multiplies several images at once on small maps (1024 columns):
+        // products of 64 + 6 images of 4×4, and of 4 + 2 images of 16×16 inside one chunk.
+        s("4x4 maps, 70 images", {70, 2, 4, 4}, 3, 3, 1, 1, 1, true, false),
+        s("16x16 maps, 6 images", {6, 2, 16, 16}, 3, 3, 1, 1, 1, false, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),

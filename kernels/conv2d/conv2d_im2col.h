@@ -13,10 +13,16 @@
 //                                              dx at the positions im2col read them from
 // A 1×1 convolution with stride 1 and no padding needs no im2col: col is x itself.
 //
-// Threads: forward and the data gradient run one image per thread (images are independent).
-// The weight gradient is a sum over images: fixed chunks of images are summed in parallel into
-// partial gradients, which are then added in chunk order — the same order for any number of
-// threads, so the result does not depend on the thread count.
+// Backward works on chunks of nb images at once: their columns side by side, a (CKK × nb·OH·OW)
+// matrix, and dy of the chunk gathered to (OCG × nb·OH·OW), so that both gradients are one
+// product per chunk and group whatever the map size (one image of a 4×4 map would give GEMMs
+// with 16 columns or a depth of 16, far too small to run fast; see kBackwardColumns):
+//   dw[g] += dy_chunk · col_chunkᵀ,   dcol_chunk = w[g]ᵀ · dy_chunk, then col2im image by image.
+//
+// Threads: forward runs one image per thread (images are independent). Backward threads each
+// product inside the GEMM and splits im2col/col2im by (image, channel); chunks are summed into
+// dw in order. Every result is summed in the same order for any number of threads, so it does
+// not depend on the thread count.
 //
 // Tested by: ctest -R 'op\.conv2d\.variants'     Benchmarked by: edl_bench --benchmark_filter='^conv2d/im2col/'
 #pragma once
@@ -34,40 +40,44 @@ inline bool conv2d_is_pointwise(const Conv2dShape& s) {
   return s.KH == 1 && s.KW == 1 && s.stride == 1 && s.padding == 0;
 }
 
-// x is one group of one image (CG,H,W); col is (CG*KH*KW, OH*OW).
-inline void im2col(const float* x, float* col, int64_t CG, const Conv2dShape& s) {
-  for (int64_t c = 0; c < CG; ++c)
-    for (int64_t kh = 0; kh < s.KH; ++kh)
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        float* row = col + ((c * s.KH + kh) * s.KW + kw) * s.OH * s.OW;
-        std::memset(row, 0, sizeof(float) * s.OH * s.OW);
-        const float* xc = x + c * s.H * s.W;
-        conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
-          const float* src = xc + ih * s.W - s.padding + kw;  // src[ow * stride] is x at (ih, ow*stride - p + kw)
-          float* dst = row + oh * s.OW;
-          if (s.stride == 1) std::memcpy(dst + lo, src + lo, sizeof(float) * static_cast<size_t>(hi - lo));
-          else
-            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s.stride];
-        });
-      }
+// One channel xc (H,W) of one image: writes its KH*KW rows of col, row (kh*KW + kw) at
+// col + (kh*KW + kw)*ld; ld >= OH*OW lets the columns of several images sit side by side.
+inline void im2col_channel(const float* xc, float* col, int64_t ld, const Conv2dShape& s) {
+  for (int64_t kh = 0; kh < s.KH; ++kh)
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      float* row = col + (kh * s.KW + kw) * ld;
+      std::memset(row, 0, sizeof(float) * s.OH * s.OW);
+      conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
+        const float* src = xc + ih * s.W - s.padding + kw;  // src[ow * stride] is x at (ih, ow*stride - p + kw)
+        float* dst = row + oh * s.OW;
+        if (s.stride == 1) std::memcpy(dst + lo, src + lo, sizeof(float) * static_cast<size_t>(hi - lo));
+        else
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = src[ow * s.stride];
+      });
+    }
 }
 
-// The adjoint of im2col: dx (CG,H,W) += every entry of dcol at the input position it came from.
-inline void col2im_add(const float* dcol, float* dx, int64_t CG, const Conv2dShape& s) {
-  for (int64_t c = 0; c < CG; ++c)
-    for (int64_t kh = 0; kh < s.KH; ++kh)
-      for (int64_t kw = 0; kw < s.KW; ++kw) {
-        const float* row = dcol + ((c * s.KH + kh) * s.KW + kw) * s.OH * s.OW;
-        float* dxc = dx + c * s.H * s.W;
-        conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
-          float* dst = dxc + ih * s.W - s.padding + kw;
-          const float* src = row + oh * s.OW;
-          if (s.stride == 1)  // contiguous on both sides: the compiler vectorizes this loop
-            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] += src[ow];
-          else
-            for (int64_t ow = lo; ow < hi; ++ow) dst[ow * s.stride] += src[ow];
-        });
-      }
+// x is one group of one image (CG,H,W); col is (CG*KH*KW, OH*OW).
+inline void im2col(const float* x, float* col, int64_t CG, const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW;
+  for (int64_t c = 0; c < CG; ++c) im2col_channel(x + c * s.H * s.W, col + c * s.KH * s.KW * P, P, s);
+}
+
+// The adjoint of im2col_channel: dxc (H,W) += every entry of the channel's KH*KW rows of dcol
+// (row stride ld) at the input position it came from.
+inline void col2im_add_channel(const float* dcol, float* dxc, int64_t ld, const Conv2dShape& s) {
+  for (int64_t kh = 0; kh < s.KH; ++kh)
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const float* row = dcol + (kh * s.KW + kw) * ld;
+      conv2d_for_each_valid_row(s, kh, kw, [&](int64_t oh, int64_t ih, int64_t lo, int64_t hi) {
+        float* dst = dxc + ih * s.W - s.padding + kw;
+        const float* src = row + oh * s.OW;
+        if (s.stride == 1)  // contiguous on both sides: the compiler vectorizes this loop
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow] += src[ow];
+        else
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * s.stride] += src[ow];
+      });
+    }
 }
 
 // Defined in conv2d_im2col.cpp, which keeps one column matrix per thread. Backward accumulates

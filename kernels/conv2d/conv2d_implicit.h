@@ -32,9 +32,11 @@
 // (kh → KH-1-kh), padded by KH-1-padding — so it runs through the same kernel and needs no
 // col2im either; other data gradients use conv2d_im2col.h. The weight gradient has a direct
 // kernel (conv2d_implicit.cpp: sums along rows of dy and of the padded image, vectorized along
-// the row) for stride 1, output rows of at least NR pixels and kernels other than 1×1 without
-// padding; the rest (strided convolutions, narrow rows, 1×1) use conv2d_im2col.h. (On 8×8 maps
-// im2col's GEMMs are faster for both gradients: measured, see conv2d_backward_implicit.)
+// the row) for stride 1, output rows of at least NR pixels, narrow layers (up to 32 × 32
+// channels per group) and kernels other than 1×1 without padding; the rest (strided
+// convolutions, narrow rows, wide layers, 1×1) use conv2d_im2col.h. (On 8×8 maps im2col's GEMMs
+// are faster for both gradients; on wide layers its weight-gradient GEMM is: measured, see
+// conv2d_backward_implicit.)
 //
 // Every output element is summed by one task in a fixed order: results are bitwise identical
 // for any number of threads.
