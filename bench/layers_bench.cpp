@@ -67,6 +67,13 @@ const ConvLayer kLayers[] = {
     {"resnet18", "layer4.0.conv1", 256, 8, 512, 3, 2},
     {"resnet18", "layer4.0.shortcut.0", 256, 8, 512, 1, 2},
     {"resnet18", "layer4", 512, 4, 512, 3, 1},
+    // models/fast_cifar.h (its 2x2 stem, 0.2% of the work, is left out); block3.conv1 has
+    // block2.conv2's shape.
+    {"fast_cifar", "block1.conv1", 24, 31, 64, 3, 1},
+    {"fast_cifar", "block1.conv2", 64, 15, 64, 3, 1},
+    {"fast_cifar", "block2.conv1", 64, 15, 256, 3, 1},
+    {"fast_cifar", "block2.conv2", 256, 7, 256, 3, 1},
+    {"fast_cifar", "block3.conv2", 256, 3, 256, 3, 1},
 };
 
 // "resnet18 layer2.0.shortcut.0 1x1 64->128 32x32 s2"

@@ -21,6 +21,7 @@
 // densenet_cifar   kuangliu, models/densenet.py                    1,000,618    125.34 M
 // wrn_16_4         xternalz/WideResNet-pytorch, wideresnet.py      2,748,890    392.61 M
 // wrn_28_10                                                       36,479,194      5.24 G
+// fast_cifar       edl, after KellerJordan/airbench (fast_cifar.h)  1,972,792    118.15 M
 //
 // The parameter counts and the state_dict names are PyTorch's for the code cited, and the
 // logits agree for the same weights (tests/test_models.cpp); MACs are summary.h's count,
@@ -28,7 +29,7 @@
 //
 // The families, their constructors (with depth, width and the like as parameters) and what
 // each one changes from the paper are in resnet_cifar.h, resnet.h, vgg.h, mobilenetv2.h,
-// densenet.h and wide_resnet.h; summary.h prints a layer-by-layer table of any of them.
+// densenet.h, wide_resnet.h and fast_cifar.h; summary.h prints a layer-by-layer table of any of them.
 #pragma once
 
 #include <memory>
@@ -37,6 +38,7 @@
 
 #include "engine/nn.h"
 #include "models/densenet.h"
+#include "models/fast_cifar.h"
 #include "models/mobilenetv2.h"
 #include "models/resnet.h"
 #include "models/resnet_cifar.h"

@@ -5,7 +5,8 @@
 //
 // Where the expected values come from. Names, shapes and counts: the models of
 // akamaster/pytorch_resnet_cifar10 (resnet.py), kuangliu/pytorch-cifar (models/*.py) and
-// xternalz/WideResNet-pytorch (wideresnet.py) built in PyTorch 1.13 with 10 classes, written
+// xternalz/WideResNet-pytorch (wideresnet.py), and for fast_cifar the module printed in
+// docs/fast-training.md, built in PyTorch 1.13 with 10 classes, written
 // out by hand below. Logits: the same PyTorch models in eval mode, every state_dict entry
 // filled by the rule of fill_deterministic() (below), on the input of deterministic_input().
 // In Python, for the t-th state_dict entry v:
@@ -149,7 +150,8 @@ void check_model(const Expected& e, const std::vector<std::vector<double>>& logi
 TEST_CASE("models: the zoo lists every family, and unknown names are a clear error", "[models]") {
   const std::vector<std::string> expected{
       "small_cnn", "resnet20", "resnet32", "resnet44", "resnet56",    "resnet110",      "resnet18", "preact_resnet18",
-      "vgg11",     "vgg13",    "vgg16",    "vgg19",    "mobilenetv2", "densenet_cifar", "wrn_16_4", "wrn_28_10"};
+      "vgg11",     "vgg13",    "vgg16",    "vgg19",    "mobilenetv2", "densenet_cifar", "wrn_16_4", "wrn_28_10",
+      "fast_cifar"};
   CHECK(model_names() == expected);
   CHECK_THROWS_WITH(make_model("resnet21", 10), Catch::Contains("unknown model 'resnet21'") &&
                                                     Catch::Contains("known: small_cnn, resnet20, resnet32"));
@@ -366,6 +368,21 @@ TEST_CASE("models: a DenseNet bottleneck puts its new channels before its input"
   Tensor y = layer(x);
   REQUIRE(y.shape() == Shape{1, 5, 4, 4});
   for (int64_t i = 0; i < x.numel(); ++i) CHECK(y.at(2 * 16 + i) == x.at(i));
+}
+
+// ---- edl's fast_cifar ---------------------------------------------------------------------------------
+
+TEST_CASE("models: fast_cifar is the PyTorch module of docs/fast-training.md (names, count, logits)", "[models]") {
+  // The logits are that module's (PyTorch 1.13), filled and fed as for the models above.
+  check_model({"fast_cifar", 1972792, 39,
+               {{"stem.weight", {24, 3, 2, 2}}, {"stem.bias", {24}}, {"block1.conv1.weight", {64, 24, 3, 3}}},
+               {{"block3.norm2.running_var", {256}}, {"block3.norm2.num_batches_tracked", {}}, {"head.weight", {10, 256}}},
+               {{"block2.conv1.weight", {256, 64, 3, 3}}, {"block3.conv2.weight", {256, 256, 3, 3}}}},
+              {{-0.1377955, -0.1044064, 0.01471118, 0.08162811, 0.09657286, -0.1157708, -0.06710881, 0.04201924,
+                0.1182463, 0.007606697},
+               {-0.1861112, -0.09215817, 0.03257659, 0.1054923, 0.08461848, -0.1390254, -0.04864567, 0.06972227,
+                0.1298839, -0.02521252}});
+  CHECK_THROWS_WITH(fast_cifar(10, 0, 256, 256), Catch::Contains("widths must be positive"));
 }
 
 // ---- xternalz/WideResNet-pytorch --------------------------------------------------------------------
