@@ -117,6 +117,9 @@ OpDef make_conv2d() {
         // products of 64 + 6 images of 4×4, and of 4 + 2 images of 16×16 inside one chunk.
         s("4x4 maps, 70 images", {70, 2, 4, 4}, 3, 3, 1, 1, 1, true, false),
         s("16x16 maps, 6 images", {6, 2, 16, 16}, 3, 3, 1, 1, 1, false, false),
+        // implicit's packed panels run across images: 3 images of 7×7 are 147 pixels, panels
+        // of NR that straddle two images and a short last one.
+        s("7x7 maps, panels across images, bias", {3, 4, 7, 7}, 5, 3, 1, 1, 1, true, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),

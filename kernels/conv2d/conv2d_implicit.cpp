@@ -2,6 +2,7 @@
 #include "kernels/conv2d/conv2d_implicit.h"
 
 #include <algorithm>
+#include <numeric>
 #include <vector>
 
 #include "kernels/common/gemm.h"
@@ -15,15 +16,18 @@ namespace {
 constexpr int64_t kKC = 256;  // rows of (c, kh, kw) per packed panel: KC×NR floats fill half of L1
 
 // Where the pixels of one panel read one tap (kh, kw) of the kernel, channel by channel: the
-// panel's pixels j .. j+len-1 lie in one output row; of them, j+lo .. j+hi-1 fall inside the
-// image, pixel j+t reading x[c] at first + (t-lo)*stride; the rest read padding (0).
+// panel's pixels j .. j+len-1 lie in one output row of one image; of them, j+lo .. j+hi-1 fall
+// inside the image, pixel j+t reading x[c] at first + (t-lo)*stride; the rest read padding (0).
 // These depend on the tap and the panel but not on the channel, so they are worked out once per
 // panel, and packing a row of the panel is then a copy (two vector moves for a whole panel).
 struct TapRun {
-  int64_t first, j, len, lo, hi;  // first: offset in the channel's plane (when lo < hi)
+  int64_t first, j, len, lo, hi;  // first: offset from the channel's plane in the panel's first image
 };
 
 // The runs of every tap for the nr pixels from p0, grouped by tap: runs[first[t] .. first[t+1]).
+// Pixels are numbered across images (pixel p of image n is n*OH*OW + p, images counted from the
+// one p0 lies in), so that a panel may end in the next image: on maps of 7×7 or 3×3 pixels, a
+// panel per image would leave most of its NR columns empty.
 struct PanelPlan {
   std::vector<TapRun> runs;
   std::vector<int64_t> first;
@@ -31,11 +35,13 @@ struct PanelPlan {
 
 PanelPlan plan_panel(const Conv2dShape& s, int64_t p0, int64_t nr) {
   PanelPlan plan;
+  const int64_t P = s.OH * s.OW, image = s.C * s.H * s.W;
   for (int64_t kh = 0; kh < s.KH; ++kh)
     for (int64_t kw = 0; kw < s.KW; ++kw) {
       plan.first.push_back(static_cast<int64_t>(plan.runs.size()));
       for (int64_t j = 0; j < nr;) {  // one run per output row the panel crosses
-        const int64_t p = p0 + j, oh = p / s.OW, ow = p % s.OW, len = std::min(nr - j, s.OW - ow);
+        const int64_t q = p0 + j, n = q / P, p = q % P, oh = p / s.OW, ow = p % s.OW;
+        const int64_t len = std::min(nr - j, s.OW - ow);
         const int64_t ih = oh * s.stride - s.padding + kh, iw0 = ow * s.stride - s.padding + kw;
         int64_t lo = 0, hi = len;
         if (ih < 0 || ih >= s.H) {
@@ -44,7 +50,7 @@ PanelPlan plan_panel(const Conv2dShape& s, int64_t p0, int64_t nr) {
           while (lo < hi && iw0 + lo * s.stride < 0) ++lo;
           while (hi > lo && iw0 + (hi - 1) * s.stride >= s.W) --hi;
         }
-        plan.runs.push_back({hi > lo ? ih * s.W + iw0 + lo * s.stride : 0, j, len, lo, hi});
+        plan.runs.push_back({hi > lo ? n * image + ih * s.W + iw0 + lo * s.stride : 0, j, len, lo, hi});
         j += len;
       }
     }
@@ -63,7 +69,8 @@ inline void copy_strided(float* __restrict d, const float* __restrict src, int64
 
 // The packed B panel for rows k0 .. k0+kc-1 of col (conv2d_im2col.h) and the panel's pixels:
 // dst[k*NR + j] = x[c][oh*stride - padding + kh][ow*stride - padding + kw], where (c, kh, kw)
-// is row k0 + k and (oh, ow) is pixel j; zero in the padding and past the last pixel (nr < NR).
+// is row k0 + k and (oh, ow) is pixel j (of whichever image it lies in: x is the panel's first
+// image); zero in the padding and past the last pixel (nr < NR).
 void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int64_t kc, const PanelPlan& plan,
                            int64_t nr, float* dst) {
   const int64_t KK = s.KH * s.KW, HW = s.H * s.W;
@@ -74,13 +81,17 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
     for (int64_t r = plan.first[tap]; r < plan.first[tap + 1]; ++r) {
       const TapRun& run = plan.runs[r];
       float* d = dst + run.j;
-      if (run.lo == 0 && run.hi == kGemmNR && s.stride == 1) {  // the common case: a whole panel inside
+      if (run.lo == 0 && run.hi == kGemmNR && nr == kGemmNR && s.stride == 1) {  // the common case: a whole panel inside
         copy_strided(d, xc + run.first, kGemmNR, 1);               // the image, a fixed-size vector copy
         continue;
       }
-      for (int64_t t = 0; t < run.lo; ++t) d[t] = 0.0f;
-      if (run.hi > run.lo) copy_strided(d + run.lo, xc + run.first, run.hi - run.lo, s.stride);
-      for (int64_t t = std::max(run.lo, run.hi); t < run.len; ++t) d[t] = 0.0f;
+      // The plan may be for a whole panel where this one stops early (the last images): cut the
+      // run at nr, never reading an image that does not exist.
+      const int64_t len = std::min(run.len, nr - run.j), lo = std::min(run.lo, len), hi = std::min(run.hi, len);
+      if (len <= 0) break;
+      for (int64_t t = 0; t < lo; ++t) d[t] = 0.0f;
+      if (hi > lo) copy_strided(d + lo, xc + run.first, hi - lo, s.stride);
+      for (int64_t t = std::max(lo, hi); t < len; ++t) d[t] = 0.0f;
     }
     if (++tap == KK) tap = 0, ++c;
   }
@@ -228,12 +239,13 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
 
   // One panel of NR output pixels (nr of them valid) times all of the group's weights:
   // y[rows of group g][panel] (+)= w_g · B, where row k of B is at b_row(k). Bias once at the end.
-  auto multiply_panel = [&]<bool kAligned>(int64_t g, int64_t k0, int64_t kc, auto b_row, float* yg, int64_t nr) {
-    const bool acc = accumulate || k0 > 0;
+  // yg has row stride ldc (P: y itself; NR: a panel buffer).
+  auto multiply_panel = [&]<bool kAligned>(int64_t g, int64_t k0, int64_t kc, auto b_row, float* yg, int64_t ldc,
+                                           int64_t nr, bool acc) {
     const float* a_chunk = ap + g * MP * CKK + k0 * MP;
     for (int64_t ir = 0; ir < OCG; ir += kGemmMR) {
-      gemm_tile_rows<kAligned>(kc, a_chunk + ir * kc, b_row, yg + ir * P, P, std::min<int64_t>(kGemmMR, OCG - ir), nr,
-                               acc);
+      gemm_tile_rows<kAligned>(kc, a_chunk + ir * kc, b_row, yg + ir * ldc, ldc, std::min<int64_t>(kGemmMR, OCG - ir),
+                               nr, acc);
     }
   };
   auto add_bias = [&](int64_t g, float* yg, int64_t nr) {
@@ -281,7 +293,8 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
           for (int64_t k0 = 0; k0 < CKK; k0 += kKC) {
             const int64_t* off = offset.data() + k0;
             multiply_panel.template operator()<false>(g, k0, std::min(kKC, CKK - k0),
-                                                      [corner, off](int64_t k) { return corner + off[k]; }, yg, nr);
+                                                      [corner, off](int64_t k) { return corner + off[k]; }, yg, P, nr,
+                                                      accumulate || k0 > 0);
           }
           add_bias(g, yg, nr);
         }
@@ -289,24 +302,46 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
     return;
   }
 
-  // Otherwise each panel is packed from the image (pack_panel_from_image) into L1 first.
-  const int64_t panels = (P + kGemmNR - 1) / kGemmNR, tasks = s.N * s.groups * panels;
-  std::vector<PanelPlan> plans;  // the same for every image and group
-  for (int64_t jp = 0; jp < panels; ++jp) plans.push_back(plan_panel(s, jp * kGemmNR, std::min<int64_t>(kGemmNR, P - jp * kGemmNR)));
+  // Otherwise each panel is packed from the image (pack_panel_from_image) into L1 first. Panels
+  // run along the pixels of all images (of one group) in a row, so a panel may span two or more
+  // images; such a panel is computed into a buffer and then written out image by image. The
+  // panels' plans repeat every L images, L = NR / gcd(P, NR) (1 when NR divides P).
+  const int64_t L = kGemmNR / std::gcd(P, kGemmNR), period = L * P / kGemmNR;  // period: panels per L images
+  const int64_t panels = (s.N * P + kGemmNR - 1) / kGemmNR, tasks = s.groups * panels;
+  std::vector<PanelPlan> plans;  // plans[jp % period], for the panel's first image (jp / period) * L
+  for (int64_t jp = 0; jp < std::min(period, panels); ++jp) plans.push_back(plan_panel(s, jp * kGemmNR, kGemmNR));
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < tasks; ++task) {
     alignas(64) static thread_local float bp[kKC * kGemmNR];
-    const int64_t n = task / (s.groups * panels), g = task / panels % s.groups, jp = task % panels;
-    const int64_t j0 = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, P - j0);
-    const PanelPlan& plan = plans[static_cast<size_t>(jp)];
-    const float* xg = x + (n * s.C + g * CG) * s.H * s.W;
-    float* yg = y + (n * s.OC + g * OCG) * P + j0;  // the panel's first column of this group's rows
+    static thread_local std::vector<float> panel_out;  // OCG × NR, for panels that span images
+    const int64_t g = task / panels, jp = task % panels, q0 = jp * kGemmNR;
+    const int64_t nr = std::min<int64_t>(kGemmNR, s.N * P - q0), n0 = q0 / P, p0 = q0 % P;
+    const PanelPlan& plan = plans[static_cast<size_t>(jp % period)];
+    const float* xg = x + (jp / period * L * s.C + g * CG) * s.H * s.W;  // the plan's first image
+    const bool one_image = p0 + nr <= P;
+    float* yg = one_image ? y + (n0 * s.OC + g * OCG) * P + p0 : nullptr;  // the panel's first column
+    if (!one_image) panel_out.resize(static_cast<size_t>(OCG * kGemmNR));
     for (int64_t k0 = 0; k0 < CKK; k0 += kKC) {
       const int64_t kc = std::min(kKC, CKK - k0);
       pack_panel_from_image(xg, s, k0, kc, plan, nr, bp);
-      multiply_panel.template operator()<true>(g, k0, kc, [](int64_t k) { return bp + k * kGemmNR; }, yg, nr);
+      auto b_row = [](int64_t k) { return bp + k * kGemmNR; };
+      if (one_image) multiply_panel.template operator()<true>(g, k0, kc, b_row, yg, P, nr, accumulate || k0 > 0);
+      else multiply_panel.template operator()<true>(g, k0, kc, b_row, panel_out.data(), kGemmNR, nr, k0 > 0);
     }
-    add_bias(g, yg, nr);
+    if (one_image) {
+      add_bias(g, yg, nr);
+      continue;
+    }
+    for (int64_t j = 0; j < nr;) {  // the panel's columns, one image at a time
+      const int64_t n = (q0 + j) / P, p = (q0 + j) % P, len = std::min(nr - j, P - p);
+      for (int64_t i = 0; i < OCG; ++i) {
+        float* yr = y + (n * s.OC + g * OCG + i) * P + p;
+        const float* src = panel_out.data() + i * kGemmNR + j;
+        const float bias = b ? b[g * OCG + i] : 0.0f;
+        for (int64_t t = 0; t < len; ++t) yr[t] = (accumulate ? yr[t] : 0.0f) + src[t] + bias;
+      }
+      j += len;
+    }
   }
 }
 
