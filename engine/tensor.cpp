@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
 #include <ostream>
 #include <sstream>
@@ -51,14 +53,73 @@ std::string shape_str(const Shape& shape) {
 
 static constexpr size_t kAlign = 64;
 
+// Large buffers are kept for reuse instead of going back to the system. A training step
+// allocates the same activations and gradients every step; glibc serves blocks above 32 MB
+// (its largest mmap threshold) straight from mmap and unmaps them on free, so each step would
+// fault in every page of them again — with the zeroing the kernel does, that is like writing
+// each big tensor one extra time. Blocks of at least kCacheMin bytes are cached by exact size,
+// up to kCacheMax bytes in total; past that, the smallest cached blocks go back to the system
+// first (a training step's working set is a few large sizes that come back every step).
+namespace {
+constexpr size_t kCacheMin = size_t{1} << 20;
+constexpr size_t kCacheMax = size_t{2} << 30;
+
+class BlockCache {
+ public:
+  std::byte* take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = free_.find(bytes);
+    if (it == free_.end()) return nullptr;
+    std::byte* p = it->second;
+    free_.erase(it);
+    cached_ -= bytes;
+    return p;
+  }
+  // False when the block alone is larger than the cache: the caller frees it.
+  bool give(std::byte* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (bytes > kCacheMax) return false;
+    while (cached_ + bytes > kCacheMax) {
+      auto smallest = free_.begin();
+      cached_ -= smallest->first;
+      std::free(smallest->second);
+      free_.erase(smallest);
+    }
+    free_.emplace(bytes, p);
+    cached_ += bytes;
+    return true;
+  }
+  ~BlockCache() {
+    for (auto& [bytes, p] : free_) std::free(p);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, std::byte*> free_;
+  size_t cached_ = 0;
+};
+
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache;  // never destroyed: tensors may outlive static destructors
+  return *cache;
+}
+
+size_t rounded_size(size_t nbytes) { return (std::max<size_t>(nbytes, 1) + kAlign - 1) / kAlign * kAlign; }
+}  // namespace
+
 Storage::Storage(size_t nbytes) : nbytes_(nbytes) {
   // Round up so that the last SIMD load of a buffer never crosses into unowned memory.
-  size_t rounded = (std::max<size_t>(nbytes, 1) + kAlign - 1) / kAlign * kAlign;
-  data_ = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+  const size_t rounded = rounded_size(nbytes);
+  if (rounded >= kCacheMin) data_ = block_cache().take(rounded);
+  if (!data_) data_ = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
   if (!data_) throw std::bad_alloc();
 }
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() {
+  const size_t rounded = rounded_size(nbytes_);
+  if (rounded >= kCacheMin && block_cache().give(data_, rounded)) return;
+  std::free(data_);
+}
 
 // ---- creation -----------------------------------------------------------------------------
 

@@ -21,6 +21,24 @@ TEST_CASE("tensor: storage is 64-byte aligned and shapes report sizes", "[tensor
   CHECK(s.item() == 2.5);
 }
 
+TEST_CASE("tensor: large buffers are reused, and zeros() is zero in a reused one", "[tensor]") {
+  // 4 MB: above the size from which freed storage is kept for the next tensor of that size.
+  const void* first = nullptr;
+  {
+    Tensor a = Tensor::empty({(1 << 20) + 5});  // a size no other test uses
+    first = a.raw();
+    for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = 1.5f;  // leave it dirty
+  }
+  Tensor b = Tensor::zeros({(1 << 20) + 5});
+  CHECK(b.raw() == first);
+  CHECK(reinterpret_cast<uintptr_t>(b.raw()) % 64 == 0);
+  bool all_zero = true;
+  for (int64_t i = 0; i < b.numel(); ++i) all_zero = all_zero && b.data<float>()[i] == 0.0f;
+  CHECK(all_zero);
+  Tensor c = Tensor::empty({(1 << 20) + 5});  // b still holds the cached block: c gets another
+  CHECK(c.raw() != b.raw());
+}
+
 TEST_CASE("tensor: from() fills row-major and checks the count", "[tensor]") {
   Tensor t = Tensor::from({2, 2}, {1, 2, 3, 4});
   CHECK(t.data<float>()[2] == 3.0f);
