@@ -46,6 +46,7 @@ static void list_ops() {
 struct EvalOptions {
   std::string checkpoint, model, dataset, data_dir, logits;
   int64_t eval_size = 0;
+  bool tta = false;
 };
 
 // Loads a checkpoint written by edl train (or by PyTorch with the same state_dict names) and
@@ -74,8 +75,10 @@ static void run_eval(const EvalOptions& o) {
   const CifarSet test = load_cifar(dir, dataset, false);
   const auto mean = dataset == "cifar10" ? kCifar10Mean : kCifar100Mean;
   const auto stddev = dataset == "cifar10" ? kCifar10Std : kCifar100Std;
-  Evaluation e = evaluate_model(*net, test, mean, stddev, o.eval_size, !o.logits.empty());
-  std::cout << fmt::format("{} ({}) on {} from {}\n", o.checkpoint, model, dataset, dir) << format_evaluation(e, test.class_names);
+  Evaluation e = evaluate_model(*net, test, mean, stddev, o.eval_size, !o.logits.empty(), o.tta);
+  std::cout << fmt::format("{} ({}) on {} from {}{}\n", o.checkpoint, model, dataset, dir,
+                           o.tta ? ", logits averaged with the mirror image's (--tta)" : "")
+            << format_evaluation(e, test.class_names);
   if (!o.logits.empty()) {
     if (o.logits.size() > 12 && o.logits.substr(o.logits.size() - 12) == ".safetensors")
       save_safetensors(o.logits, {{"logits", e.logits}, {"labels", test.labels.slice(0, e.images).clone()}});
@@ -174,6 +177,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--data-dir", eo.data_dir, "folder with the CIFAR .bin files");
   eval_cmd->add_option("--eval-size", eo.eval_size, "evaluate on this many test images (0: all)");
   eval_cmd->add_option("--logits", eo.logits, "write every image's logits to this .npy or .safetensors file");
+  eval_cmd->add_flag("--tta", eo.tta, "test-time augmentation: average each image's logits with its mirror image's");
 
   PreviewOptions po;
   CLI::App* preview_cmd = app.add_subcommand("augment-preview", "write a PNG grid of augmented training images");

@@ -10,8 +10,19 @@
 
 namespace edl {
 
+// images (N,C,H,W) mirrored left-right: out[n][c][h][w] = in[n][c][h][W-1-w].
+static Tensor flip_width(const Tensor& images) {
+  Tensor out = Tensor::empty(images.shape(), images.dtype());
+  const int64_t W = images.dim(3), rows = images.numel() / W;
+  const float* src = images.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t w = 0; w < W; ++w) dst[r * W + w] = src[r * W + W - 1 - w];
+  return out;
+}
+
 Evaluation evaluate_model(Module& model, const CifarSet& test, const std::array<float, 3>& mean,
-                          const std::array<float, 3>& stddev, int64_t limit, bool keep_logits) {
+                          const std::array<float, 3>& stddev, int64_t limit, bool keep_logits, bool flip_tta) {
   const int64_t n = limit > 0 ? std::min(limit, test.images.dim(0)) : test.images.dim(0);
   const int64_t K = test.num_classes;
   std::vector<int64_t> idx(static_cast<size_t>(n));
@@ -29,6 +40,7 @@ Evaluation evaluate_model(Module& model, const CifarSet& test, const std::array<
   for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
     Batch batch = loader.get(0, b);
     Tensor logits = model(batch.images);
+    if (flip_tta) logits = mul(add(logits, model(flip_width(batch.images))), Tensor::scalar(0.5));
     EDL_CHECK(logits.ndim() == 2 && logits.dim(1) == K, "evaluate: the model gives logits of shape {}, the data set has {} classes",
               shape_str(logits.shape()), K);
     const float* z = logits.data<float>();

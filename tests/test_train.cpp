@@ -14,6 +14,8 @@
 #include "data/cifar.h"
 #include "data/loader.h"
 #include "engine/checkpoint.h"
+#include "engine/evaluation.h"
+#include "models/zoo.h"
 #include "engine/trainer.h"
 
 using namespace edl;
@@ -158,6 +160,29 @@ TEST_CASE("loader: batches are a pure function of (seed, epoch, index), prefetch
   CHECK(a2.images.to_vector() == b2.images.to_vector());
   CHECK(a2.labels.to_vector() == b2.labels.to_vector());
   CHECK(a1.labels.to_vector() != a.make(2, 0).labels.to_vector());  // another epoch, another order
+}
+
+TEST_CASE("eval: flip test-time augmentation averages the logits of each image and its mirror", "[train]") {
+  CifarSet set;
+  set.images = random_u8_images(7, 5);
+  set.labels = Tensor::from({7}, {0, 1, 2, 3, 4, 5, 6}, DType::s32);
+  set.num_classes = 10;
+  CifarSet mirrored = set;
+  mirrored.images = Tensor::empty(set.images.shape(), DType::u8);
+  for (int64_t r = 0; r < 7 * 3 * 32; ++r)
+    for (int64_t w = 0; w < 32; ++w) mirrored.images.data<uint8_t>()[r * 32 + w] = set.images.data<uint8_t>()[r * 32 + 31 - w];
+  manual_seed(3);
+  auto net = make_model("small_cnn", 10);
+  const std::array<float, 3> mean{0.5f, 0.4f, 0.3f}, stddev{0.2f, 0.25f, 0.3f};
+  const Evaluation plain = evaluate_model(*net, set, mean, stddev, 0, true);
+  const Evaluation flipped = evaluate_model(*net, mirrored, mean, stddev, 0, true);
+  const Evaluation tta = evaluate_model(*net, set, mean, stddev, 0, true, /*flip_tta=*/true);
+  REQUIRE(tta.logits.shape() == Shape{7, 10});
+  for (int64_t i = 0; i < 70; ++i) {
+    const double want = 0.5 * (plain.logits.at(i) + flipped.logits.at(i));
+    CHECK(tta.logits.at(i) == Approx(want).margin(1e-6));
+    CHECK(std::abs(plain.logits.at(i) - flipped.logits.at(i)) > 0);  // the mirror is a different input
+  }
 }
 
 TEST_CASE("train: resuming equals not stopping", "[train]") {
