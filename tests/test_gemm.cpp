@@ -115,10 +115,13 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
     int64_t stride, padding, groups;
   };
   // implicit with rows read in place (stride 1, 35-pixel rows), implicit with packed panels
-  // (stride 2; its gradients go through im2col), im2col, depthwise.
+  // (stride 2; its gradients go through im2col), implicit with panels spanning images (3×3
+  // maps), im2col (with several weight-gradient chunks: 48 images of 8×8 are 4 of 12), depthwise.
   for (const Case& k : {Case{"implicit", {3, 8, 7, 35}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"implicit", {4, 8, 9, 9}, {6, 8, 3, 3}, 2, 1, 1},
+                        Case{"implicit", {35, 8, 3, 3}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"im2col", {4, 8, 9, 9}, {6, 4, 3, 3}, 1, 1, 2},
+                        Case{"im2col", {48, 8, 8, 8}, {6, 4, 3, 3}, 1, 1, 2},
                         Case{"depthwise", {3, 5, 9, 20}, {5, 1, 3, 3}, 1, 1, 5}}) {
     DYNAMIC_SECTION(k.variant << " x" << shape_str(k.x) << " stride " << k.stride) {
       auto run = [&](int threads) {

@@ -113,13 +113,23 @@ OpDef make_conv2d() {
         s("depthwise 3x3 s2 p0 bias", {2, 3, 7, 7}, 3, 3, 2, 0, 3, true),
         // 32 channels × 9 taps = 288 rows of col: two blocks of K for the rows read in place.
         s("3x3 wide rows, 288 = 256 + 32 taps", {2, 32, 5, 34}, 8, 3, 1, 1, 1, false, false),
-        // im2col's backward multiplies several images at once on small maps (1024 columns):
-        // products of 64 + 6 images of 4×4, and of 4 + 2 images of 16×16 inside one chunk.
-        s("4x4 maps, 70 images", {70, 2, 4, 4}, 3, 3, 1, 1, 1, true, false),
-        s("16x16 maps, 6 images", {6, 2, 16, 16}, 3, 3, 1, 1, 1, false, false),
+        // im2col's backward multiplies several images at once on small maps (about 1024
+        // columns, an even number of products): 69 images of 4×4 in products of 35 + 34, 5 of
+        // 16×16 in 3 + 2 (one weight-gradient chunk of two products), 48 of 8×8 with groups in
+        // 4 products of 12.
+        s("4x4 maps, 69 images", {69, 2, 4, 4}, 3, 3, 1, 1, 1, true, false),
+        s("16x16 maps, 5 images", {5, 2, 16, 16}, 3, 3, 1, 1, 1, false, false),
+        s("8x8 maps, 48 images, groups=2", {48, 4, 8, 8}, 6, 3, 1, 1, 2, false, false),
         // implicit's packed panels run across images: 3 images of 7×7 are 147 pixels, panels
-        // of NR that straddle two images and a short last one.
+        // of NR that straddle two images and a short last one; 35 images of 3×3, panels over
+        // two or three images, several periods of the panel plans (with groups too), a last
+        // panel spanning images; 288 taps (two K blocks) on panels that span images; stride 2
+        // on 5×5 outputs.
         s("7x7 maps, panels across images, bias", {3, 4, 7, 7}, 5, 3, 1, 1, 1, true, false),
+        s("3x3 maps, 35 images", {35, 4, 3, 3}, 5, 3, 1, 1, 1, true, false),
+        s("3x3 maps, 35 images, groups=2", {35, 4, 3, 3}, 6, 3, 1, 1, 2, true, false),
+        s("7x7 maps, 288 taps, 20 images", {20, 32, 7, 7}, 8, 3, 1, 1, 1, false, false),
+        s("3x3 s2 on 9x9, 20 images", {20, 4, 9, 9}, 5, 3, 2, 1, 1, false, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),

@@ -67,7 +67,7 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
   // Images per product: about kBackwardColumns columns, in an even number of products, so that
   // 2 threads get equal shares (128 images of 7×7: 8 products of 16, not 6 of 21 and one of 2;
   // of 3×3: 2 of 64, not 114 + 14; measured 241 -> 178 ms and 63 -> 44 ms on 2 threads).
-  const int64_t products = (std::max<int64_t>(1, s.N * P / kBackwardColumns) + 1) / 2 * 2;
+  const int64_t products = ((s.N * P + kBackwardColumns - 1) / kBackwardColumns + 1) / 2 * 2;
   const int64_t nb_max = std::max<int64_t>(1, (s.N + products - 1) / products);
   // For images n0 .. n0+nb-1 and group g: gathers dy into dyc (OCG × ld, ld = nb*P) and, when
   // with_col, writes their columns side by side into col (CKK × ld).

@@ -11,18 +11,21 @@
 //   dw[g] += dy[g] · colᵀ                     (OCG × CKK) = (OCG × OHOW)(OHOW × CKK)
 //   dcol   = w[g]ᵀ · dy[g]                     (CKK × OHOW), then col2im adds dcol back into
 //                                              dx at the positions im2col read them from
-// A 1×1 convolution with stride 1 and no padding needs no im2col: col is x itself.
+// In the forward pass a 1×1 convolution with stride 1 and no padding needs no im2col: col is x
+// itself.
 //
-// Backward works on chunks of nb images at once: their columns side by side, a (CKK × nb·OH·OW)
-// matrix, and dy of the chunk gathered to (OCG × nb·OH·OW), so that both gradients are one
-// product per chunk and group whatever the map size (one image of a 4×4 map would give GEMMs
-// with 16 columns or a depth of 16, far too small to run fast; see kBackwardColumns):
-//   dw[g] += dy_chunk · col_chunkᵀ,   dcol_chunk = w[g]ᵀ · dy_chunk, then col2im image by image.
+// The backward runs these products for nb images at once: their columns side by side, a
+// (CKK × nb·OH·OW) matrix, and dy of those images gathered to (OCG × nb·OH·OW), so that both
+// gradients are one product per group of images whatever the map size (one image of a 4×4 map
+// would give GEMMs with 16 columns or a depth of 16, far too small to run fast; see
+// kBackwardColumns in conv2d_im2col.cpp):
+//   dw[g] += dy_nb · col_nbᵀ,   dcol_nb = w[g]ᵀ · dy_nb, then col2im image by image.
 //
-// Threads: forward runs one image per thread (images are independent). Backward threads each
-// product inside the GEMM and splits im2col/col2im by (image, channel); chunks are summed into
-// dw in order. Every result is summed in the same order for any number of threads, so it does
-// not depend on the thread count.
+// Threads: forward runs one image per thread, backward one product of nb images per thread
+// (the GEMMs inside run on that thread). The weight gradient is a sum over images: fixed chunks
+// of images (whole products; they depend only on N and the map size) are summed in parallel
+// into partial gradients, which are then added in chunk order — the same order for any number
+// of threads, so the result does not depend on the thread count.
 //
 // Tested by: ctest -R 'op\.conv2d\.variants'     Benchmarked by: edl_bench --benchmark_filter='^conv2d/im2col/'
 #pragma once

@@ -19,15 +19,15 @@ constexpr int64_t kKC = 256;  // rows of (c, kh, kw) per packed panel: KC×NR fl
 // panel's pixels j .. j+len-1 lie in one output row of one image; of them, j+lo .. j+hi-1 fall
 // inside the image, pixel j+t reading x[c] at first + (t-lo)*stride; the rest read padding (0).
 // These depend on the tap and the panel but not on the channel, so they are worked out once per
-// panel, and packing a row of the panel is then a copy (two vector moves for a whole panel).
+// panel, and packing a row of the panel is then a few copies.
 struct TapRun {
-  int64_t first, j, len, lo, hi;  // first: offset from the channel's plane in the panel's first image
+  int64_t first, j, len, lo, hi;  // first: offset from the channel's plane in the plan's first image
 };
 
 // The runs of every tap for the nr pixels from p0, grouped by tap: runs[first[t] .. first[t+1]).
 // Pixels are numbered across images (pixel p of image n is n*OH*OW + p, images counted from the
-// one p0 lies in), so that a panel may end in the next image: on maps of 7×7 or 3×3 pixels, a
-// panel per image would leave most of its NR columns empty.
+// plan's first image, the one pixel 0 lies in), so that a panel may end in the next image: on
+// maps of 7×7 or 3×3 pixels, a panel per image would leave most of its NR columns empty.
 struct PanelPlan {
   std::vector<TapRun> runs;
   std::vector<int64_t> first;
@@ -69,8 +69,8 @@ inline void copy_strided(float* __restrict d, const float* __restrict src, int64
 
 // The packed B panel for rows k0 .. k0+kc-1 of col (conv2d_im2col.h) and the panel's pixels:
 // dst[k*NR + j] = x[c][oh*stride - padding + kh][ow*stride - padding + kw], where (c, kh, kw)
-// is row k0 + k and (oh, ow) is pixel j (of whichever image it lies in: x is the panel's first
-// image); zero in the padding and past the last pixel (nr < NR).
+// is row k0 + k and (oh, ow) is pixel j (of whichever image it lies in: x is the plan's first
+// image, which may be before the panel's); zero in the padding and past the last pixel (nr < NR).
 void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int64_t kc, const PanelPlan& plan,
                            int64_t nr, float* dst) {
   const int64_t KK = s.KH * s.KW, HW = s.H * s.W;
@@ -81,10 +81,6 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
     for (int64_t r = plan.first[tap]; r < plan.first[tap + 1]; ++r) {
       const TapRun& run = plan.runs[r];
       float* d = dst + run.j;
-      if (run.lo == 0 && run.hi == kGemmNR && nr == kGemmNR && s.stride == 1) {  // the common case: a whole panel inside
-        copy_strided(d, xc + run.first, kGemmNR, 1);               // the image, a fixed-size vector copy
-        continue;
-      }
       // The plan may be for a whole panel where this one stops early (the last images): cut the
       // run at nr, never reading an image that does not exist.
       const int64_t len = std::min(run.len, nr - run.j), lo = std::min(run.lo, len), hi = std::min(run.hi, len);
@@ -308,7 +304,7 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
   // panels' plans repeat every L images, L = NR / gcd(P, NR) (1 when NR divides P).
   const int64_t L = kGemmNR / std::gcd(P, kGemmNR), period = L * P / kGemmNR;  // period: panels per L images
   const int64_t panels = (s.N * P + kGemmNR - 1) / kGemmNR, tasks = s.groups * panels;
-  std::vector<PanelPlan> plans;  // plans[jp % period], for the panel's first image (jp / period) * L
+  std::vector<PanelPlan> plans;  // plans[jp % period], relative to image (jp / period) * L (its period's first)
   for (int64_t jp = 0; jp < std::min(period, panels); ++jp) plans.push_back(plan_panel(s, jp * kGemmNR, kGemmNR));
 #pragma omp parallel for schedule(static)
   for (int64_t task = 0; task < tasks; ++task) {

@@ -16,7 +16,9 @@
 // The panel (KC×NR floats: 16 KB with AVX2's NR = 16) is packed into L1 and used at once by every MR-row micro-kernel of the
 // weights, which are packed once per call (gemm_pack_a) and shared by all images:
 //
-//   for each (image, group, panel of NR pixels)      <- threads take these tasks
+//   for each (group, panel of NR pixels)             <- threads take these tasks; pixels are
+//                                                       numbered across images, so a panel
+//                                                       may span two (7×7 maps) or more
 //     for each KC rows of (c, kh, kw)
 //       pack the panel from the image                 (L1)
 //       for each MR rows of output channels: micro-kernel (gemm_ukernel.h), += into y
