@@ -28,7 +28,9 @@ using Shape = std::vector<int64_t>;
 int64_t numel_of(const Shape& shape);
 std::string shape_str(const Shape& shape);  // "(2,3,32,32)"
 
-// Raw bytes, 64-byte aligned (one cache line, one AVX-512 register), freed on last release.
+// Raw bytes, 64-byte aligned (one cache line, one AVX-512 register), released with the last
+// handle: blocks of 1 MB and more go to a cache for the next tensor of the same size (up to
+// 2 GiB in all; tensor.cpp says why), smaller ones back to malloc.
 class Storage {
  public:
   explicit Storage(size_t nbytes);
