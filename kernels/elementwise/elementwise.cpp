@@ -146,6 +146,13 @@ static OpDef make_binary(const char* name, const char* summary, Kind kind) {
   simd.backward = [kind](BackwardCtx& c) {
     const Tensor &a = c.inputs[0], &b = c.inputs[1];
     const BinaryLayout s = *simd_layout(a, b);
+    if (kind != Kind::mul && s.same_shape) {  // a residual connection: no zeroed buffers needed
+      Tensor da = c.needs_grad[0] ? Tensor::empty(a.shape(), a.dtype()) : Tensor();
+      Tensor db = c.needs_grad[1] ? Tensor::empty(b.shape(), b.dtype()) : Tensor();
+      add_backward_same_shape_write_simd(c.dy.data<float>(), ptr_or_null<float>(da), ptr_or_null<float>(db),
+                                         kind == Kind::add ? 1.0f : -1.0f, a.numel());
+      return Tensors{da, db};
+    }
     Tensor da = grad_buffer(c.needs_grad[0], a), db = grad_buffer(c.needs_grad[1], b);
     if (kind == Kind::mul)
       mul_backward_simd(a.data<float>(), b.data<float>(), c.dy.data<float>(), ptr_or_null<float>(da),

@@ -81,6 +81,23 @@ inline void add_plane_sums(const std::vector<double>& plane_sum, float* db, int6
 }
 
 // y = a + sign * b: da += dy, db += sign * dy (sign is +1 for add, -1 for sub).
+// Same shapes only: da = dy and db = sign * dy, written (=) into buffers that need no zeroing:
+// one pass over memory fewer than accumulating into zeroed ones (add_backward_simd).
+inline void add_backward_same_shape_write_simd(const float* dy, float* da, float* db, float sign, int64_t n) {
+  constexpr int64_t W = Vec::size;
+  const int64_t n_vec = n - n % W;
+#pragma omp parallel for if (n >= kParallelMin)
+  for (int64_t k = 0; k < n_vec; k += W) {
+    const Vec g = Vec::load_unaligned(dy + k);
+    if (da) g.store_unaligned(da + k);
+    if (db) (Vec(sign) * g).store_unaligned(db + k);
+  }
+  for (int64_t k = n_vec; k < n; ++k) {
+    if (da) da[k] = dy[k];
+    if (db) db[k] = sign * dy[k];
+  }
+}
+
 inline void add_backward_simd(const float* dy, float* da, float* db, float sign, const BinaryLayout& s) {
   constexpr int64_t W = Vec::size;
   if (s.same_shape) {
