@@ -120,7 +120,8 @@ OpDef make_batch_norm2d() {
   };
   simd.backward = [](BackwardCtx& c) {
     const Tensor& x = c.inputs[0];
-    Tensors g{grad_buffer(c.needs_grad[0], x), grad_buffer(c.needs_grad[1], c.inputs[1]),
+    // dx is written whole by the kernel: no zeroed buffer.
+    Tensors g{c.needs_grad[0] ? Tensor::empty(x.shape(), x.dtype()) : Tensor(), grad_buffer(c.needs_grad[1], c.inputs[1]),
               grad_buffer(c.needs_grad[2], c.inputs[2]), Tensor(), Tensor()};
     batch_norm2d_backward_simd(x.data<float>(), c.inputs[1].data<float>(), c.saved[0].data<float>(),
                                c.saved[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),

@@ -16,7 +16,8 @@
 //   dx = invstd/M (M g - sum g - xhat sum(g xhat)),  xhat = (x - mean) invstd
 //      = a dy + b x + k,   a = gamma invstd,  b = -a invstd sum(dy xhat) / M,
 //                          k = -a sum(dy) / M - b mean
-// Backward accumulates (+=) into dx, dgamma, dbeta, which may be null (not needed).
+// Backward writes dx (=: it needs no zeroed buffer, one pass over memory fewer) and accumulates
+// (+=) into dgamma, dbeta; any of the three may be null (not needed).
 //
 // Tested by: ctest -R 'op\.batch_norm2d\.'   Benchmarked by: build/bench/edl_bench --benchmark_filter='^batch_norm2d/'
 #pragma once
@@ -167,9 +168,9 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
       float* dxp = dx + p;
       for (int64_t i = 0; i < n_vec; i += W) {
         const Vec d = xsimd::fma(av, Vec::load_unaligned(gp + i), xsimd::fma(bv, Vec::load_unaligned(xp + i), kv));
-        (Vec::load_unaligned(dxp + i) + d).store_unaligned(dxp + i);
+        d.store_unaligned(dxp + i);
       }
-      for (int64_t i = n_vec; i < HW; ++i) dxp[i] += af * gp[i] + bf * xp[i] + kf;
+      for (int64_t i = n_vec; i < HW; ++i) dxp[i] = af * gp[i] + bf * xp[i] + kf;
     }
   }
 }
