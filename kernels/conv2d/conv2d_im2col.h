@@ -21,11 +21,12 @@
 // kBackwardColumns in conv2d_im2col.cpp):
 //   dw[g] += dy_nb · col_nbᵀ,   dcol_nb = w[g]ᵀ · dy_nb, then col2im image by image.
 //
-// Threads: forward runs one image per thread, backward one product of nb images per thread
-// (the GEMMs inside run on that thread). The weight gradient is a sum over images: fixed chunks
-// of images (whole products; they depend only on N and the map size) are summed in parallel
-// into partial gradients, which are then added in chunk order — the same order for any number
-// of threads, so the result does not depend on the thread count.
+// Threads: forward runs one image per thread; backward one chunk of images per thread (whole
+// products of nb images, at least 8 images; the GEMMs inside run on that thread), both
+// gradients of a product from the same gathered dy. The weight gradient is a sum over images:
+// each chunk sums into its own partial gradient (the chunks depend only on N and the map
+// size), and the partials are added in chunk order — the same order for any number of
+// threads, so the result does not depend on the thread count.
 //
 // Tested by: ctest -R 'op\.conv2d\.variants'     Benchmarked by: edl_bench --benchmark_filter='^conv2d/im2col/'
 #pragma once

@@ -8,7 +8,8 @@
 //
 // Backward, as in elementwise_reference.h: da += dy * (1 for add and sub, b for mul);
 // db += dy * (+1 for add, -1 for sub, a for mul), and a broadcast b sums that over every
-// position that used it. Backward kernels accumulate (+=); da or db may be null (not needed).
+// position that used it. Backward kernels accumulate (+=), but for the same-shape add/sub, which
+// writes (=) fresh buffers; da or db may be null (not needed).
 //
 // Registers hold W floats (8 with AVX2, 4 with SSE2 or NEON); each loop runs whole registers,
 // then the scalar tail. Loops over many values are split across threads (threads.h). The sums
@@ -80,9 +81,9 @@ inline void add_plane_sums(const std::vector<double>& plane_sum, float* db, int6
   for (int64_t c = 0; c < C; ++c) db[c] += static_cast<float>(channel_sum[c]);
 }
 
-// y = a + sign * b: da += dy, db += sign * dy (sign is +1 for add, -1 for sub).
-// Same shapes only: da = dy and db = sign * dy, written (=) into buffers that need no zeroing:
-// one pass over memory fewer than accumulating into zeroed ones (add_backward_simd).
+// y = a + sign * b with a and b of the same shape (sign is +1 for add, -1 for sub): da = dy and
+// db = sign * dy, written (=) into buffers that need no zeroing — one pass over memory fewer
+// than accumulating into zeroed ones.
 inline void add_backward_same_shape_write_simd(const float* dy, float* da, float* db, float sign, int64_t n) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = n - n % W;
@@ -98,22 +99,10 @@ inline void add_backward_same_shape_write_simd(const float* dy, float* da, float
   }
 }
 
+// y = a + sign * b with b (C) broadcast over a (outer, C, inner): da += dy, db[c] += sign * the
+// sum of dy over every position of channel c. (Same shapes: add_backward_same_shape_write_simd.)
 inline void add_backward_simd(const float* dy, float* da, float* db, float sign, const BinaryLayout& s) {
   constexpr int64_t W = Vec::size;
-  if (s.same_shape) {
-    const int64_t n = s.outer * s.C * s.inner, n_vec = n - n % W;
-#pragma omp parallel for if (n >= kParallelMin)
-    for (int64_t k = 0; k < n_vec; k += W) {
-      const Vec sign_v(sign), g = Vec::load_unaligned(dy + k);
-      if (da) (Vec::load_unaligned(da + k) + g).store_unaligned(da + k);
-      if (db) xsimd::fma(sign_v, g, Vec::load_unaligned(db + k)).store_unaligned(db + k);
-    }
-    for (int64_t k = n_vec; k < n; ++k) {
-      if (da) da[k] += dy[k];
-      if (db) db[k] += sign * dy[k];
-    }
-    return;
-  }
   const int64_t planes = s.outer * s.C, inner_vec = s.inner - s.inner % W;
   std::vector<double> plane_sum(static_cast<size_t>(planes));  // sum of dy over each plane
 #pragma omp parallel for if (planes * s.inner >= kParallelMin)
