@@ -159,6 +159,10 @@ class Sigmoid : public Module {
  public:
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
 };
+class GELU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return gelu(x); }
+};
 
 // stride < 0 means stride = kernel_size, PyTorch's default.
 class MaxPool2d : public Module {

@@ -40,6 +40,7 @@ Tensor relu(const Tensor& x) { EDL_OP("relu"); return call(def, {x}); }
 Tensor relu6(const Tensor& x) { EDL_OP("relu6"); return call(def, {x}); }
 Tensor hardswish(const Tensor& x) { EDL_OP("hardswish"); return call(def, {x}); }
 Tensor sigmoid(const Tensor& x) { EDL_OP("sigmoid"); return call(def, {x}); }
+Tensor gelu(const Tensor& x) { EDL_OP("gelu"); return call(def, {x}); }
 
 static Attrs pool_attrs(int64_t k, int64_t stride, int64_t padding) {
   return {{"kernel_size", k}, {"stride", stride < 0 ? k : stride}, {"padding", padding}};

@@ -35,6 +35,7 @@ Tensor relu(const Tensor& x);
 Tensor relu6(const Tensor& x);
 Tensor hardswish(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
+Tensor gelu(const Tensor& x);  // x Φ(x), the exact (erf) form, as torch.nn.GELU()
 
 // Pooling. stride < 0 means stride = kernel_size (PyTorch's default).
 Tensor max_pool2d(const Tensor& x, int64_t kernel_size, int64_t stride = -1, int64_t padding = 0);

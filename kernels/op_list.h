@@ -18,6 +18,7 @@
   X(relu6)               \
   X(hardswish)           \
   X(sigmoid)             \
+  X(gelu)                \
   X(max_pool2d)          \
   X(avg_pool2d)          \
   X(global_avg_pool2d)   \

@@ -1,4 +1,4 @@
-// activation.cpp — op definitions of relu, relu6, hardswish, sigmoid (pointwise, any shape).
+// activation.cpp — op definitions of relu, relu6, hardswish, sigmoid, gelu (pointwise, any shape).
 // Variants: reference, simd (f32: SIMD registers via xsimd, threads on large tensors).
 #include "kernels/activation/activation_reference.h"
 #include "kernels/activation/activation_simd.h"
@@ -86,5 +86,7 @@ OpDef make_relu() { return make_unary("relu", "max(x, 0)", 1, EDL_UNARY_KERNELS(
 OpDef make_relu6() { return make_unary("relu6", "min(max(x, 0), 6)", 2, EDL_UNARY_KERNELS(relu6)); }
 OpDef make_hardswish() { return make_unary("hardswish", "x * relu6(x + 3) / 6", 5, EDL_UNARY_KERNELS(hardswish)); }
 OpDef make_sigmoid() { return make_unary("sigmoid", "1 / (1 + exp(-x))", 4, EDL_UNARY_KERNELS(sigmoid)); }
+// FLOPs: the scale, the erf (counted as one, like exp in sigmoid), the add and two products.
+OpDef make_gelu() { return make_unary("gelu", "x * (1 + erf(x / sqrt(2))) / 2", 5, EDL_UNARY_KERNELS(gelu)); }
 
 }  // namespace edl
