@@ -15,7 +15,8 @@ namespace edl {
 
 // ---- Optimizer ----------------------------------------------------------------------------------
 
-Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)), lr_(lr) {
+Optimizer::Optimizer(std::vector<Tensor> params, double lr)
+    : params_(std::move(params)), lr_(lr), lr_scale_(params_.size(), 1.0), wd_scale_(params_.size(), 1.0) {
   EDL_CHECK(lr >= 0, "optimizer: learning rate must be non-negative, got {}", lr);
   for (size_t i = 0; i < params_.size(); ++i) {
     EDL_CHECK(params_[i].defined(), "optimizer: parameter {} is an undefined tensor", i);
@@ -33,6 +34,14 @@ void Optimizer::zero_grad() {
 void Optimizer::set_lr(double lr) {
   EDL_CHECK(lr >= 0, "optimizer: learning rate must be non-negative, got {}", lr);
   lr_ = lr;
+}
+
+void Optimizer::set_scales(size_t i, double lr_scale, double weight_decay_scale) {
+  EDL_CHECK(i < params_.size(), "optimizer: set_scales of parameter {}, but there are {} parameters", i, params_.size());
+  EDL_CHECK(lr_scale >= 0 && weight_decay_scale >= 0, "optimizer: scales must be non-negative, got {} and {}", lr_scale,
+            weight_decay_scale);
+  lr_scale_[i] = lr_scale;
+  wd_scale_[i] = weight_decay_scale;
 }
 
 Tensor Optimizer::grad_of(size_t i, const char* who) const {
@@ -61,6 +70,7 @@ void SGD::step() {
     Tensor grad = grad_of(i, "SGD");
     if (!grad.defined()) continue;
     Tensor& p = params_[i];
+    const double lr = lr_ * lr_scale_[i], weight_decay_i = weight_decay * wd_scale_[i];
     const bool first = !buf_[i].defined();
     if (momentum != 0 && first) buf_[i] = Tensor::empty(p.shape(), p.dtype());
     with_floating(p.dtype(), "SGD", [&](auto tag) {
@@ -70,7 +80,7 @@ void SGD::step() {
       T* buf = momentum != 0 ? buf_[i].data<T>() : nullptr;
       const int64_t n = p.numel();
       for (int64_t k = 0; k < n; ++k) {
-        double g = dw[k] + weight_decay * w[k];
+        double g = dw[k] + weight_decay_i * w[k];
         double u = g;
         if (buf) {
           // The first step starts the buffer at g (not at momentum * 0 + g: the same value, but
@@ -79,7 +89,7 @@ void SGD::step() {
           buf[k] = static_cast<T>(b);
           u = nesterov ? g + momentum * b : b;
         }
-        w[k] = static_cast<T>(w[k] - lr_ * u);
+        w[k] = static_cast<T>(w[k] - lr * u);
       }
     });
   }
@@ -150,8 +160,9 @@ void AdamW::step() {
     // (1 - beta^t); dividing by them undoes it (Kingma & Ba 2015, section 3).
     const double bias_correction1 = 1 - std::pow(beta1, static_cast<double>(t));
     const double bias_correction2_sqrt = std::sqrt(1 - std::pow(beta2, static_cast<double>(t)));
-    const double step_size = lr_ / bias_correction1;
-    const double decay = 1 - lr_ * weight_decay;
+    const double lr = lr_ * lr_scale_[i];
+    const double step_size = lr / bias_correction1;
+    const double decay = 1 - lr * weight_decay * wd_scale_[i];
     with_floating(p.dtype(), "AdamW", [&](auto tag) {
       using T = decltype(tag);
       T* w = p.data<T>();
@@ -208,14 +219,16 @@ const char* lr_kind_name(LrKind kind) {
     case LrKind::step: return "step";
     case LrKind::cosine: return "cosine";
     case LrKind::onecycle: return "onecycle";
+    case LrKind::linear: return "linear";
   }
   return "?";
 }
 
 LrKind lr_kind_from_name(const std::string& name) {
-  for (LrKind k : {LrKind::constant, LrKind::step, LrKind::cosine, LrKind::onecycle})
+  for (LrKind k : {LrKind::constant, LrKind::step, LrKind::cosine, LrKind::onecycle, LrKind::linear})
     if (name == lr_kind_name(k)) return k;
-  throw Error(fmt::format("unknown learning-rate schedule '{}'; known schedules: constant, step, cosine, onecycle", name));
+  throw Error(
+      fmt::format("unknown learning-rate schedule '{}'; known schedules: constant, step, cosine, onecycle, linear", name));
 }
 
 LrSchedule::LrSchedule(LrScheduleOptions options) : o_(std::move(options)) {
@@ -276,6 +289,9 @@ double LrSchedule::lr(int64_t step) const {
       // PyTorch's CosineAnnealingLR with T_max = T: lr reaches 0 only at t = T, one step after
       // the last, so that no step is spent with a learning rate of exactly zero.
       return cos_anneal(o_.base_lr, 0.0, static_cast<double>(t) / static_cast<double>(T));
+    case LrKind::linear:
+      // As cosine, 0 would come one step after the last.
+      return o_.base_lr * (1.0 - static_cast<double>(t) / static_cast<double>(T));
     case LrKind::onecycle:
       break;  // handled above
   }
@@ -296,6 +312,47 @@ double LrSchedule::onecycle(int64_t step) const {
   // remains, as in PyTorch. Phase 2 always has room: phase1_end < last because pct_start < 1.
   if (s <= phase1_end && phase1_end > 0) return cos_anneal(initial_lr, max_lr, s / phase1_end);
   return cos_anneal(max_lr, min_lr, (s - phase1_end) / (last - phase1_end));
+}
+
+// ---- Lookahead ----------------------------------------------------------------------------------
+
+Lookahead::Lookahead(const NamedTensors& state) {
+  for (const auto& [name, t] : state)
+    if (is_floating(t.dtype())) {
+      fast_.emplace_back(name, t);
+      slow_.emplace_back(name, t.detach().clone());
+    }
+}
+
+void Lookahead::update(double decay) {
+  EDL_CHECK(decay >= 0 && decay <= 1, "Lookahead: decay must be in [0, 1], got {}", decay);
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < fast_.size(); ++i)
+    with_floating(fast_[i].second.dtype(), "Lookahead", [&](auto tag) {
+      using T = decltype(tag);
+      T* w = fast_[i].second.template data<T>();
+      T* s = slow_[i].second.template data<T>();
+      const int64_t n = fast_[i].second.numel();
+      for (int64_t k = 0; k < n; ++k) {
+        s[k] = static_cast<T>(decay * s[k] + (1 - decay) * w[k]);
+        w[k] = s[k];
+      }
+    });
+}
+
+void Lookahead::load_state(const NamedTensors& state) {
+  EDL_CHECK(state.size() == slow_.size(), "Lookahead: the checkpoint has {} slow tensors, the model {}", state.size(),
+            slow_.size());
+  NamedTensors slow;
+  for (size_t i = 0; i < state.size(); ++i) {
+    const auto& [name, t] = state[i];
+    const Tensor& mine = slow_[i].second;
+    EDL_CHECK(name == slow_[i].first && t.shape() == mine.shape() && t.dtype() == mine.dtype(),
+              "Lookahead: checkpoint entry {} is '{}' {} {}, expected '{}' {} {}", i, name, shape_str(t.shape()),
+              dtype_name(t.dtype()), slow_[i].first, shape_str(mine.shape()), dtype_name(mine.dtype()));
+    slow.emplace_back(name, t.clone());
+  }
+  slow_ = std::move(slow);
 }
 
 }  // namespace edl

@@ -39,6 +39,13 @@ class Optimizer {
 
   void set_lr(double lr);
   double lr() const { return lr_; }
+  // Per-parameter multipliers of the learning rate and of the weight decay (both 1 by default),
+  // what PyTorch expresses with parameter groups. airbench trains the BatchNorm biases at 64
+  // times the learning rate with 1/64 of the weight decay, so that their decay per step (lr *
+  // weight_decay) stays that of the other parameters.
+  void set_scales(size_t i, double lr_scale, double weight_decay_scale = 1);
+  double lr_scale(size_t i) const { return lr_scale_[i]; }
+  double weight_decay_scale(size_t i) const { return wd_scale_[i]; }
   const std::vector<Tensor>& params() const { return params_; }
 
   // The per-parameter state (momentum, moments, step counts), for a resumable checkpoint.
@@ -56,6 +63,7 @@ class Optimizer {
 
   std::vector<Tensor> params_;
   double lr_;
+  std::vector<double> lr_scale_, wd_scale_;  // one per parameter
 };
 
 // torch.optim.SGD (dampening 0). With g the gradient and p the parameter:
@@ -63,6 +71,7 @@ class Optimizer {
 //   buf = g on the first step, else momentum * buf + g    (only when momentum != 0)
 //   u   = nesterov ? g + momentum * buf : buf             (u = g without momentum)
 //   p   = p - lr * u
+// (lr and weight_decay times the parameter's scales, see set_scales.)
 class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, double lr, double momentum = 0, bool nesterov = false, double weight_decay = 0);
@@ -105,9 +114,10 @@ enum class LrKind {
   step,      // base_lr * gamma^(number of milestones passed)   (torch MultiStepLR)
   cosine,    // base_lr * (1 + cos(pi * t / T)) / 2            (torch CosineAnnealingLR, eta_min 0)
   onecycle,  // torch OneCycleLR, anneal_strategy 'cos', two phases
+  linear,    // base_lr * (1 - t / T): airbench's triangle, down to 0
 };
 const char* lr_kind_name(LrKind kind);  // "cosine", ...
-// Parses "constant", "step", "cosine" or "onecycle"; an unknown name is an error listing them.
+// Parses "constant", "step", "cosine", "onecycle" or "linear"; an unknown name is an error listing them.
 LrKind lr_kind_from_name(const std::string& name);
 
 struct LrScheduleOptions {
@@ -140,6 +150,34 @@ class LrSchedule {
  private:
   double onecycle(int64_t step) const;
   LrScheduleOptions o_;
+};
+
+// ---- Lookahead ------------------------------------------------------------------------------------
+
+// Lookahead (Zhang et al. 2019, https://arxiv.org/abs/1907.08610) as airbench94 runs it: a slow
+// copy of the model's floating state — parameters and BatchNorm running statistics — that
+// every few steps moves towards the fast weights the optimizer trains, after which the fast
+// weights restart from it:
+//   slow = decay * slow + (1 - decay) * fast;   fast = slow
+// With decay 0 the update changes nothing; with decay 1 it resets the model to the slow copy.
+// airbench raises the decay over training (0.95^5 * progress^3 every 5 steps): early on the
+// model moves freely, at the end it averages strongly over its last few hundred steps.
+//
+//   Lookahead la(model.state_dict());
+//   ... every 5 steps:  la.update(std::pow(0.95, 5) * std::pow(progress, 3));
+class Lookahead {
+ public:
+  // `state`: entries alias the model's tensors (Module::state_dict()); integer entries such
+  // as num_batches_tracked are left alone.
+  explicit Lookahead(const NamedTensors& state);
+  void update(double decay);
+  // The slow copies under their model names, for a resumable checkpoint; load_state checks
+  // every name, shape and dtype.
+  const NamedTensors& state() const { return slow_; }
+  void load_state(const NamedTensors& state);
+
+ private:
+  NamedTensors fast_, slow_;
 };
 
 }  // namespace edl

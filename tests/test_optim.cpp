@@ -233,3 +233,56 @@ TEST_CASE("optim: schedule kinds parse by name, an unknown name lists the known 
                     Catch::Contains("unknown learning-rate schedule 'cosin'") &&
                         Catch::Contains("constant, step, cosine, onecycle"));
 }
+
+TEST_CASE("optim: linear falls from the base rate to zero after the warm-up", "[optim]") {
+  // lr = 0.1 * (1 - t / T), t = step - 10, T = 100 - 10.
+  LrSchedule s({.kind = LrKind::linear, .base_lr = 0.1, .total_steps = 100, .warmup_steps = 10});
+  CHECK(s.lr(0) == Approx(0.01));
+  CHECK(s.lr(9) == Approx(0.1));
+  CHECK(s.lr(10) == Approx(0.1));
+  CHECK(s.lr(55) == Approx(0.05));
+  CHECK(s.lr(99) == Approx(0.1 / 90));
+  CHECK(lr_kind_from_name("linear") == LrKind::linear);
+}
+
+TEST_CASE("optim: per-parameter scales multiply the learning rate and the weight decay", "[optim]") {
+  // Parameter b with lr x 4 and weight decay / 4: its gradient step is 4 times a's, its decay
+  // per step (lr * weight_decay * p) the same. SGD without momentum, lr 0.1, weight decay 0.2:
+  //   a: p = 1 - 0.1 * (0.5 + 0.2 * 1)        = 0.93
+  //   b: p = 1 - 0.4 * (0.5 + 0.05 * 1)       = 0.78
+  Tensor a = Tensor::from({1}, {1.0}).set_requires_grad(), b = Tensor::from({1}, {1.0}).set_requires_grad();
+  SGD sgd({a, b}, 0.1, 0, false, 0.2);
+  sgd.set_scales(1, 4, 0.25);
+  a.set_grad(Tensor::from({1}, {0.5}));
+  b.set_grad(Tensor::from({1}, {0.5}));
+  sgd.step();
+  CHECK(a.item() == Approx(0.93));
+  CHECK(b.item() == Approx(0.78));
+  // AdamW: the first step moves by lr exactly (m / sqrt(v) = sign(g)); decay p *= 1 - lr * wd.
+  //   b: p = 1 * (1 - 0.4 * 0.05) - 0.4 = 0.58
+  Tensor c = Tensor::from({1}, {1.0}).set_requires_grad();
+  AdamW adam({c}, 0.1, 0.9, 0.999, 0, 0.2);
+  adam.set_scales(0, 4, 0.25);
+  c.set_grad(Tensor::from({1}, {0.5}));
+  adam.step();
+  CHECK(c.item() == Approx(0.58));
+  CHECK_THROWS_WITH(sgd.set_scales(2, 1), Catch::Contains("there are 2 parameters"));
+  CHECK_THROWS_WITH(sgd.set_scales(0, -1), Catch::Contains("must be non-negative"));
+}
+
+TEST_CASE("optim: Lookahead moves slow weights towards the fast ones and restarts from them", "[optim]") {
+  Tensor w = Tensor::from({2}, {1.0, -2.0}), count = Tensor::zeros({}, DType::s64);
+  Lookahead la({{"w", w}, {"num_batches_tracked", count}});
+  REQUIRE(la.state().size() == 1);  // the integer entry is left alone
+  w.copy_(Tensor::from({2}, {3.0, 2.0}));  // the optimizer moved the fast weights
+  la.update(0.75);                          // slow = 0.75 * (1, -2) + 0.25 * (3, 2) = (1.5, -1)
+  CHECK(w.to_vector() == std::vector<double>{1.5, -1.0});
+  CHECK(la.state()[0].second.to_vector() == std::vector<double>{1.5, -1.0});
+  w.copy_(Tensor::from({2}, {0.0, 0.0}));
+  la.update(1.0);  // back to the slow weights
+  CHECK(w.to_vector() == std::vector<double>{1.5, -1.0});
+  la.update(0.0);  // the fast weights win: nothing changes
+  CHECK(w.to_vector() == std::vector<double>{1.5, -1.0});
+  CHECK_THROWS_WITH(la.load_state({{"v", Tensor::zeros({2})}}), Catch::Contains("expected 'w'"));
+  CHECK_THROWS_WITH(la.update(1.5), Catch::Contains("decay must be in [0, 1]"));
+}
