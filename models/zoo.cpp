@@ -47,6 +47,7 @@ static const std::vector<std::pair<std::string, Factory>>& zoo() {
       {"wrn_16_4", [](int64_t k) { return wide_resnet(16, 4, k); }},
       {"wrn_28_10", [](int64_t k) { return wide_resnet(28, 10, k); }},
       {"fast_cifar", [](int64_t k) { return fast_cifar(k); }},
+      {"airbench", [](int64_t k) { return fast_cifar(k, {.airbench = true}); }},
   };
   return models;
 }

@@ -151,7 +151,7 @@ TEST_CASE("models: the zoo lists every family, and unknown names are a clear err
   const std::vector<std::string> expected{
       "small_cnn", "resnet20", "resnet32", "resnet44", "resnet56",    "resnet110",      "resnet18", "preact_resnet18",
       "vgg11",     "vgg13",    "vgg16",    "vgg19",    "mobilenetv2", "densenet_cifar", "wrn_16_4", "wrn_28_10",
-      "fast_cifar"};
+      "fast_cifar", "airbench"};
   CHECK(model_names() == expected);
   CHECK_THROWS_WITH(make_model("resnet21", 10), Catch::Contains("unknown model 'resnet21'") &&
                                                     Catch::Contains("known: small_cnn, resnet20, resnet32"));
@@ -382,7 +382,80 @@ TEST_CASE("models: fast_cifar is the PyTorch module of docs/fast-training.md (na
                 0.1182463, 0.007606697},
                {-0.1861112, -0.09215817, 0.03257659, 0.1054923, 0.08461848, -0.1390254, -0.04864567, 0.06972227,
                 0.1298839, -0.02521252}});
-  CHECK_THROWS_WITH(fast_cifar(10, 0, 256, 256), Catch::Contains("widths must be positive"));
+  CHECK_THROWS_WITH(fast_cifar(10, {.w1 = 0}), Catch::Contains("widths must be positive"));
+}
+
+TEST_CASE("models: airbench is the PyTorch module of docs/fast-training.md (logits, frozen tensors, init)", "[models]") {
+  // GELU, BatchNorm eps 1e-12, logits / 9: the airbench module of docs/fast-training.md,
+  // filled as above (its BatchNorm weights are filled too: frozen is not fixed).
+  check_model({"airbench", 1972792, 39,
+               {{"stem.weight", {24, 3, 2, 2}}, {"stem.bias", {24}}, {"block1.conv1.weight", {64, 24, 3, 3}}},
+               {{"block3.norm2.running_var", {256}}, {"block3.norm2.num_batches_tracked", {}}, {"head.weight", {10, 256}}},
+               {{"block2.conv1.weight", {256, 64, 3, 3}}, {"block3.conv2.weight", {256, 256, 3, 3}}}},
+              {{-0.004744293, -0.00488033, -0.0004730209, 0.004531097, 0.004640454, -0.005127888, -0.003761679,
+                0.001441821, 0.005938822, 0.0005669111},
+               {-0.004975444, -0.004829486, -0.0003260509, 0.004668521, 0.004369364, -0.005195852, -0.003565815,
+                0.001528927, 0.00592056, 0.0005119852}});
+
+  auto net = fast_cifar(10, {.airbench = true});
+  // What the optimizer does not train: the stem's weights and the norms' scales.
+  int64_t trained = 0;
+  for (const Tensor& p : net->parameters()) trained += p.requires_grad() ? p.numel() : 0;
+  CHECK(trained == 1972792 - 24 * 12 - 2 * (64 + 256 + 256));  // 1,971,352
+  CHECK_FALSE(net->stem->weight.requires_grad());
+  CHECK(net->stem->bias.requires_grad());
+  CHECK_FALSE(net->block2->norm1->weight.requires_grad());
+  CHECK(net->block2->norm1->bias.requires_grad());
+  // Dirac init: conv2 (64 -> 64) starts as the identity; conv1 (24 -> 64) on its first 24 filters.
+  Tensor x = deterministic_input();
+  Tensor h = Tensor::empty({2, 64, 8, 8});
+  for (int64_t i = 0; i < h.numel(); ++i) h.data<float>()[i] = static_cast<float>(u(static_cast<uint64_t>(i), 7));
+  {
+    NoGradGuard no_grad;
+    Tensor y = (*net->block1->conv2)(h);
+    for (int64_t i = 0; i < h.numel(); ++i) REQUIRE(y.at(i) == h.at(i));
+  }
+  const Tensor& w1 = net->block1->conv1->weight;  // (64, 24, 3, 3)
+  CHECK(w1.at(((5 * 24 + 5) * 3 + 1) * 3 + 1) == 1.0f);
+  CHECK(w1.at(((5 * 24 + 6) * 3 + 1) * 3 + 1) == 0.0f);
+  CHECK(w1.at(((30 * 24 + 6) * 3 + 1) * 3 + 1) != 0.0f);  // beyond the first 24: the random init
+}
+
+TEST_CASE("models: airbench's whitening stem decorrelates 2x2 patches of the data", "[models]") {
+  // Correlated "images": the three channels of a pixel mix the same three sources (an
+  // invertible mix), so the 12 patch coordinates are strongly correlated and unequal in scale
+  // before whitening.
+  const int64_t N = 16, H = 8, W = 8;
+  Tensor images = Tensor::empty({N, 3, H, W});
+  Rng rng(5);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < H; ++i)
+      for (int64_t j = 0; j < W; ++j) {
+        const double a = rng.uniform(), b = rng.uniform(), c = rng.uniform();
+        for (int64_t ch = 0; ch < 3; ++ch)
+          images.data<float>()[((n * 3 + ch) * H + i) * W + j] = static_cast<float>(3 * a + (ch + 1) * b + 0.5 * c * ch * ch);
+      }
+  auto net = fast_cifar(10, {.airbench = true});
+  net->init_whitening(images, /*eps=*/1e-9);
+  net->stem->bias.fill_(0.0);
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = (*net->stem)(images);  // (N, 24, H-1, W-1)
+  }
+  // The second moments of the first 12 output channels over all positions: the identity.
+  const int64_t P = (H - 1) * (W - 1);
+  for (int64_t a = 0; a < 12; ++a)
+    for (int64_t b = 0; b < 12; ++b) {
+      double m = 0;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t p = 0; p < P; ++p) m += static_cast<double>(y.at((n * 24 + a) * P + p)) * y.at((n * 24 + b) * P + p);
+      INFO("channels " << a << ", " << b);
+      CHECK(m / static_cast<double>(N * P) == Approx(a == b ? 1.0 : 0.0).margin(2e-3));
+    }
+  // Filters 12..23 are the negatives of 0..11.
+  for (int64_t i = 0; i < 12 * 12; ++i) CHECK(net->stem->weight.at(12 * 12 + i) == -net->stem->weight.at(i));
+  CHECK_THROWS_WITH(net->init_whitening(Tensor::zeros({2, 1, 8, 8})), Catch::Contains("expected f32 images (N,3,H,W)"));
 }
 
 // ---- xternalz/WideResNet-pytorch --------------------------------------------------------------------
