@@ -46,7 +46,7 @@ static void list_ops() {
 struct EvalOptions {
   std::string checkpoint, model, dataset, data_dir, logits;
   int64_t eval_size = 0;
-  bool tta = false;
+  std::string tta = "none";
 };
 
 // Loads a checkpoint written by edl train (or by PyTorch with the same state_dict names) and
@@ -75,9 +75,13 @@ static void run_eval(const EvalOptions& o) {
   const CifarSet test = load_cifar(dir, dataset, false);
   const auto mean = dataset == "cifar10" ? kCifar10Mean : kCifar100Mean;
   const auto stddev = dataset == "cifar10" ? kCifar10Std : kCifar100Std;
-  Evaluation e = evaluate_model(*net, test, mean, stddev, o.eval_size, !o.logits.empty(), o.tta);
-  std::cout << fmt::format("{} ({}) on {} from {}{}\n", o.checkpoint, model, dataset, dir,
-                           o.tta ? ", logits averaged with the mirror image's (--tta)" : "")
+  // A bare --tta arrives as "true" (CLI11's value of a flag-like option): the mirror image.
+  const Tta tta = tta_from_name(o.tta == "true" ? "flip" : o.tta);
+  Evaluation e = evaluate_model(*net, test, mean, stddev, o.eval_size, !o.logits.empty(), tta);
+  const char* how = tta == Tta::flip        ? ", logits averaged with the mirror image's (--tta flip)"
+                    : tta == Tta::translate ? ", logits averaged over 6 views: mirrored and moved by one pixel (--tta translate)"
+                                            : "";
+  std::cout << fmt::format("{} ({}) on {} from {}{}\n", o.checkpoint, model, dataset, dir, how)
             << format_evaluation(e, test.class_names);
   if (!o.logits.empty()) {
     if (o.logits.size() > 12 && o.logits.substr(o.logits.size() - 12) == ".safetensors")
@@ -155,17 +159,26 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--momentum", tc.momentum, "SGD momentum")->capture_default_str();
   train_cmd->add_flag("--nesterov,!--no-nesterov", tc.nesterov, "Nesterov momentum (SGD)")->capture_default_str();
   train_cmd->add_option("--weight-decay", tc.weight_decay, "weight decay")->capture_default_str();
-  train_cmd->add_option("--schedule", tc.schedule, "constant, step, cosine or onecycle")->capture_default_str();
+  train_cmd->add_option("--schedule", tc.schedule, "constant, step, cosine, onecycle or linear")->capture_default_str();
   train_cmd->add_option("--warmup", tc.warmup_epochs, "linear warm-up, in epochs (may be fractional)")
       ->capture_default_str();
   train_cmd->add_option("--label-smoothing", tc.label_smoothing, "label smoothing")->capture_default_str();
-  train_cmd->add_option("--augment", tc.augment, "comma-separated: crop, flip, cutout, mixup, cutmix; or none")
+  train_cmd->add_option("--augment", tc.augment,
+                        "comma-separated: crop (or translate: pad 2, reflected), flip, cutout, mixup, cutmix; or none")
       ->capture_default_str();
   train_cmd->add_option("--subset", tc.subset, "train on this many random training images (0: all)")->capture_default_str();
   train_cmd->add_option("--eval-size", tc.eval_size, "evaluate on this many test images (0: all)")->capture_default_str();
   train_cmd->add_option("--seed", tc.seed, "seed of weights, shuffling, augmentation and subset")->capture_default_str();
   train_cmd->add_option("--threads", tc.threads, "compute threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
   train_cmd->add_option("--out", tc.out, "run folder: config, metrics, checkpoints, curves")->capture_default_str();
+  train_cmd->add_option("--bn-lr-scale", tc.bn_lr_scale,
+                        "BatchNorm parameters train at lr times this, with weight decay divided by it")
+      ->capture_default_str();
+  train_cmd->add_flag("--lookahead", tc.lookahead, "Lookahead as airbench: slow weights every 5 steps (docs/fast-training.md)");
+  train_cmd->add_option("--tta", tc.tta, "test-time augmentation of the evaluations: none, flip or translate")
+      ->capture_default_str();
+  train_cmd->add_option("--eval-every", tc.eval_every, "evaluate every this many epochs (0: only after the last)")
+      ->capture_default_str();
   train_cmd->add_flag("--profile", tc.profile, "time every op and print where the time went at the end");
   train_cmd->add_flag("--resume", tc.resume, "continue the run in --out from its last checkpoint");
 
@@ -177,7 +190,11 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--data-dir", eo.data_dir, "folder with the CIFAR .bin files");
   eval_cmd->add_option("--eval-size", eo.eval_size, "evaluate on this many test images (0: all)");
   eval_cmd->add_option("--logits", eo.logits, "write every image's logits to this .npy or .safetensors file");
-  eval_cmd->add_flag("--tta", eo.tta, "test-time augmentation: average each image's logits with its mirror image's");
+  eval_cmd
+      ->add_option("--tta", eo.tta,
+                   "test-time augmentation: none; flip (the default of a bare --tta): average each image's logits "
+                   "with its mirror image's; translate: also over one-pixel shifts (6 views)")
+      ->expected(0, 1);
 
   PreviewOptions po;
   CLI::App* preview_cmd = app.add_subcommand("augment-preview", "write a PNG grid of augmented training images");

@@ -10,26 +10,34 @@
 
 namespace edl {
 
-Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng) {
+Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng, bool reflect) {
   EDL_CHECK(images.dtype() == DType::u8 && images.ndim() == 4, "random_crop_flip: expected u8 (N,C,H,W) images, got {} {}",
             dtype_name(images.dtype()), shape_str(images.shape()));
   const int64_t N = images.dim(0), C = images.dim(1), H = images.dim(2), W = images.dim(3);
+  EDL_CHECK(!reflect || (pad < H && pad < W), "random_crop_flip: reflected padding {} needs images larger than it, got {}x{}",
+            pad, H, W);
   Tensor out = Tensor::zeros(images.shape(), DType::u8);
   const uint8_t* x = images.data<uint8_t>();
   uint8_t* y = out.data<uint8_t>();
+  // A source coordinate outside [0, n): reflected about the edge pixel (-1 -> 1, n -> n-2), or -1 for "zero".
+  auto source = [reflect](int64_t i, int64_t n) -> int64_t {
+    if (i >= 0 && i < n) return i;
+    if (!reflect) return -1;
+    return i < 0 ? -i : 2 * n - 2 - i;
+  };
   for (int64_t n = 0; n < N; ++n) {
     // The crop of the padded image starting at (dy, dx) reads source pixel (h + dy - pad, w + dx - pad).
     const int64_t dy = rng.integer(2 * pad + 1) - pad, dx = rng.integer(2 * pad + 1) - pad;
     const bool mirror = flip && rng.uniform() < 0.5;
     for (int64_t c = 0; c < C; ++c)
       for (int64_t h = 0; h < H; ++h) {
-        const int64_t sh = h + dy;
-        if (sh < 0 || sh >= H) continue;  // padding rows stay 0
+        const int64_t sh = source(h + dy, H);
+        if (sh < 0) continue;  // padding rows stay 0
         const uint8_t* src = x + ((n * C + c) * H + sh) * W;
         uint8_t* dst = y + ((n * C + c) * H + h) * W;
         for (int64_t w = 0; w < W; ++w) {
-          const int64_t sw = (mirror ? W - 1 - w : w) + dx;
-          if (sw >= 0 && sw < W) dst[w] = src[sw];
+          const int64_t sw = source((mirror ? W - 1 - w : w) + dx, W);
+          if (sw >= 0) dst[w] = src[sw];
         }
       }
   }
@@ -151,19 +159,24 @@ AugmentConfig AugmentConfig::parse(const std::string& list) {
   while (std::getline(ss, item, ',')) {
     if (item.empty() || item == "none") continue;
     if (item == "crop") a.crop = true;
+    else if (item == "translate") a.crop_reflect = true;
     else if (item == "flip") a.flip = true;
     else if (item == "cutout") a.cutout = true;
     else if (item == "mixup") a.mixup = true;
     else if (item == "cutmix") a.cutmix = true;
-    else throw Error(fmt::format("unknown augmentation '{}' in '{}' (known: crop, flip, cutout, mixup, cutmix, none)", item, list));
+    else
+      throw Error(fmt::format("unknown augmentation '{}' in '{}' (known: crop, translate, flip, cutout, mixup, cutmix, none)",
+                              item, list));
   }
+  EDL_CHECK(!(a.crop && a.crop_reflect), "augmentations crop and translate are exclusive: pick one");
+  if (a.crop_reflect) a.crop = true, a.crop_padding = 2;
   EDL_CHECK(!(a.mixup && a.cutmix), "augmentations mixup and cutmix are exclusive: pick one");
   return a;
 }
 
 std::string AugmentConfig::str() const {
   std::vector<std::string> v;
-  if (crop) v.push_back("crop");
+  if (crop) v.push_back(crop_reflect ? "translate" : "crop");
   if (flip) v.push_back("flip");
   if (cutout) v.push_back("cutout");
   if (mixup) v.push_back("mixup");

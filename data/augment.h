@@ -1,7 +1,8 @@
 // augment.h — the data augmentations of CIFAR training, on whole batches, seeded.
 //
 //   random_crop_flip  pad 4 with black, crop 32×32 at a random offset, mirror with p = 0.5
-//                     (the standard CIFAR recipe, He et al. 2016)     — on u8 images
+//                     (the standard CIFAR recipe, He et al. 2016)     — on u8 images;
+//                     or, as airbench's "translate", pad 2 with the reflected image
 //   cutout            zero a random 16×16 square (DeVries & Taylor 2017, arXiv:1708.04552),
 //                     on normalized images, as the original code does
 //   mixup             x = λ x + (1-λ) x[perm], target = λ y + (1-λ) y[perm], λ ~ Beta(α, α)
@@ -22,9 +23,10 @@
 
 namespace edl {
 
-// u8 (N,C,H,W) -> u8 (N,C,H,W): each image shifted by up to `pad` pixels (zeros fill) and
-// mirrored left-right with probability 1/2 when `flip`.
-Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng);
+// u8 (N,C,H,W) -> u8 (N,C,H,W): each image shifted by up to `pad` pixels and mirrored
+// left-right with probability 1/2 when `flip`. The pixels shifted in are 0, or with `reflect`
+// the image reflected about its edge pixels (PyTorch's F.pad mode 'reflect'; pad < H, W).
+Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng, bool reflect = false);
 
 // In place on f32 (N,C,H,W): one size×size square per image, centred anywhere in the image
 // (so it may be partly outside), set to 0.
@@ -41,9 +43,11 @@ double mixup_(Tensor& images, Tensor& targets, double alpha, Rng& rng);
 double cutmix_(Tensor& images, Tensor& targets, double alpha, Rng& rng);
 
 // Which augmentations a run uses, parsed from "crop,flip,cutout,mixup,cutmix" (any subset;
-// "none" or "" for none). An unknown name is an error listing the known ones.
+// "none" or "" for none); "translate" is airbench's crop: padding 2, reflected (not with crop).
+// An unknown name is an error listing the known ones.
 struct AugmentConfig {
   bool crop = false, flip = false, cutout = false, mixup = false, cutmix = false;
+  bool crop_reflect = false;  // set by "translate"
   int64_t crop_padding = 4, cutout_size = 16;
   double mix_alpha = 1.0;  // Beta(α, α) for mixup and cutmix
   static AugmentConfig parse(const std::string& list);

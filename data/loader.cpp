@@ -52,7 +52,7 @@ Batch BatchLoader::make(int64_t epoch, int64_t index) const {
   }
 
   Rng rng(splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(epoch))) ^ splitmix64(static_cast<uint64_t>(index) + 7));
-  if (augment_.crop || augment_.flip) u8 = random_crop_flip(u8, augment_.crop ? augment_.crop_padding : 0, augment_.flip, rng);
+  if (augment_.crop || augment_.flip) u8 = random_crop_flip(u8, augment_.crop ? augment_.crop_padding : 0, augment_.flip, rng, augment_.crop_reflect);
   b.images = normalize_images(u8, mean_, stddev_);
   if (augment_.cutout) cutout_(b.images, augment_.cutout_size, rng);
   if (augment_.mixup || augment_.cutmix) {

@@ -2,6 +2,7 @@
 #include "engine/evaluation.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -21,8 +22,39 @@ static Tensor flip_width(const Tensor& images) {
   return out;
 }
 
+Tensor translate_reflect(const Tensor& images, int64_t dy, int64_t dx) {
+  EDL_CHECK(images.dtype() == DType::f32 && images.ndim() == 4, "translate_reflect: expected f32 (N,C,H,W), got {} {}",
+            dtype_name(images.dtype()), shape_str(images.shape()));
+  const int64_t H = images.dim(2), W = images.dim(3), planes = images.dim(0) * images.dim(1);
+  EDL_CHECK(std::abs(dy) < H && std::abs(dx) < W, "translate_reflect: a shift of ({}, {}) does not fit {}x{} images", dy,
+            dx, H, W);
+  auto reflect = [](int64_t i, int64_t n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); };
+  Tensor out = Tensor::empty(images.shape(), images.dtype());
+  const float* src = images.data<float>();
+  float* dst = out.data<float>();
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t w = 0; w < W; ++w) dst[(p * H + h) * W + w] = src[(p * H + reflect(h + dy, H)) * W + reflect(w + dx, W)];
+  return out;
+}
+
+const char* tta_name(Tta tta) {
+  switch (tta) {
+    case Tta::none: return "none";
+    case Tta::flip: return "flip";
+    case Tta::translate: return "translate";
+  }
+  return "?";
+}
+
+Tta tta_from_name(const std::string& name) {
+  for (Tta t : {Tta::none, Tta::flip, Tta::translate})
+    if (name == tta_name(t)) return t;
+  throw Error(fmt::format("unknown test-time augmentation '{}' (known: none, flip, translate)", name));
+}
+
 Evaluation evaluate_model(Module& model, const CifarSet& test, const std::array<float, 3>& mean,
-                          const std::array<float, 3>& stddev, int64_t limit, bool keep_logits, bool flip_tta) {
+                          const std::array<float, 3>& stddev, int64_t limit, bool keep_logits, Tta tta) {
   const int64_t n = limit > 0 ? std::min(limit, test.images.dim(0)) : test.images.dim(0);
   const int64_t K = test.num_classes;
   std::vector<int64_t> idx(static_cast<size_t>(n));
@@ -39,8 +71,12 @@ Evaluation evaluate_model(Module& model, const CifarSet& test, const std::array<
   int64_t top1 = 0, top5 = 0, row = 0;
   for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
     Batch batch = loader.get(0, b);
-    Tensor logits = model(batch.images);
-    if (flip_tta) logits = mul(add(logits, model(flip_width(batch.images))), Tensor::scalar(0.5));
+    auto flip_pair = [&](const Tensor& x) { return mul(add(model(x), model(flip_width(x))), Tensor::scalar(0.5)); };
+    Tensor logits = tta == Tta::none ? model(batch.images) : flip_pair(batch.images);
+    if (tta == Tta::translate) {
+      const Tensor moved = add(flip_pair(translate_reflect(batch.images, -1, -1)), flip_pair(translate_reflect(batch.images, 1, 1)));
+      logits = add(mul(logits, Tensor::scalar(0.5)), mul(moved, Tensor::scalar(0.25)));
+    }
     EDL_CHECK(logits.ndim() == 2 && logits.dim(1) == K, "evaluate: the model gives logits of shape {}, the data set has {} classes",
               shape_str(logits.shape()), K);
     const float* z = logits.data<float>();

@@ -19,14 +19,27 @@ struct Evaluation {
   Tensor logits;                   // f32 (images, K) when asked for, else undefined
 };
 
+// Test-time augmentation: the logits of an image are averaged over several views of it.
+//   none       the image alone
+//   flip       the image and its mirror image (left-right), 1/2 each: twice the work, and
+//              usually a few tenths of a percent more accuracy for a network trained with flips
+//   translate  airbench's level 2: 1/2 on the flip pair of the image, 1/4 on the flip pair of
+//              the image moved one pixel up and left, 1/4 down and right (borders reflected, as
+//              PyTorch's F.pad(mode='reflect')): six times the work
+enum class Tta { none, flip, translate };
+const char* tta_name(Tta tta);
+Tta tta_from_name(const std::string& name);  // "none", "flip", "translate"; else an error listing them
+
 // Runs `model` in evaluation mode without autograd on the first `limit` images of `test`
-// (0 = all), normalized with mean and stddev, in batches of 500. The model is left in
-// evaluation mode. With flip_tta (test-time augmentation), each image's logits are the mean of
-// the model's logits for the image and for its mirror image (left-right): twice the work, and
-// usually a few tenths of a percent more accuracy for a network trained with random flips.
+// (0 = all), normalized with mean and stddev, in batches of 500, with test-time augmentation
+// `tta`. The model is left in evaluation mode.
 Evaluation evaluate_model(Module& model, const CifarSet& test, const std::array<float, 3>& mean,
                           const std::array<float, 3>& stddev, int64_t limit = 0, bool keep_logits = false,
-                          bool flip_tta = false);
+                          Tta tta = Tta::none);
+
+// images (N,C,H,W) f32 moved by (dy, dx) pixels with reflected borders: out[h][w] =
+// in[r(h + dy)][r(w + dx)], r reflecting about the edge pixels (-1 -> 1, H -> H-2). |dy|, |dx| < H, W.
+Tensor translate_reflect(const Tensor& images, int64_t dy, int64_t dx);
 // A report for people: top-1, top-5, per-class accuracy and the confusion matrix.
 std::string format_evaluation(const Evaluation& e, const std::vector<std::string>& class_names);
 

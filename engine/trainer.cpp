@@ -23,6 +23,8 @@
 #include "engine/optim.h"
 #include "engine/profiler.h"
 #include "engine/threads.h"
+#include "models/fast_cifar.h"
+#include "models/init.h"
 #include "models/zoo.h"
 
 namespace edl {
@@ -71,6 +73,34 @@ void validate(const TrainConfig& c) {
             c.dataset);
   EDL_CHECK(!c.out.empty(), "--out must name a run folder");
   EDL_CHECK(c.threads >= 0, "--threads must not be negative, got {}", c.threads);
+  EDL_CHECK(c.bn_lr_scale > 0, "--bn-lr-scale must be positive, got {}", c.bn_lr_scale);
+  EDL_CHECK(c.eval_every >= 0, "--eval-every must not be negative, got {}", c.eval_every);
+  tta_from_name(c.tta);  // names the known ones when it is not one
+}
+
+// Lookahead as airbench94: every kLookaheadEvery steps, with the decay rising as progress^3.
+constexpr int64_t kLookaheadEvery = 5;
+double lookahead_decay(int64_t step, int64_t total_steps) {
+  const double progress = static_cast<double>(step) / static_cast<double>(total_steps);
+  return std::pow(0.95, kLookaheadEvery) * progress * progress * progress;
+}
+
+// The BatchNorm parameters get lr * scale and weight_decay / scale (airbench's bias_scaler).
+void scale_batch_norm_params(Module& model, Optimizer& opt, double scale) {
+  std::vector<const void*> bn;
+  for_each_module(model, [&](const std::string&, Module& m) {
+    if (auto* b = dynamic_cast<BatchNorm2d*>(&m)) bn.push_back(b->weight.raw()), bn.push_back(b->bias.raw());
+  });
+  for (size_t i = 0; i < opt.params().size(); ++i)
+    if (std::find(bn.begin(), bn.end(), opt.params()[i].raw()) != bn.end()) opt.set_scales(i, scale, 1.0 / scale);
+}
+
+// The first `count` images of the pool, normalized as the loader does (no augmentation).
+Tensor normalized_images(const CifarSet& set, const std::vector<int64_t>& pool, int64_t count,
+                         const std::array<float, 3>& mean, const std::array<float, 3>& stddev) {
+  std::vector<int64_t> idx(pool.begin(), pool.begin() + std::min<int64_t>(count, static_cast<int64_t>(pool.size())));
+  BatchLoader loader(set, idx, static_cast<int64_t>(idx.size()), AugmentConfig{}, mean, stddev, 0, false, false);
+  return loader.get(0, 0).images;
 }
 
 nlohmann::json config_json(const TrainConfig& c) {
@@ -79,7 +109,9 @@ nlohmann::json config_json(const TrainConfig& c) {
           {"lr", c.lr},               {"momentum", c.momentum},     {"nesterov", c.nesterov},
           {"weight_decay", c.weight_decay}, {"schedule", c.schedule}, {"warmup_epochs", c.warmup_epochs},
           {"label_smoothing", c.label_smoothing}, {"augment", c.augment}, {"seed", c.seed},
-          {"subset", c.subset},       {"eval_size", c.eval_size},   {"threads", c.threads}};
+          {"subset", c.subset},       {"eval_size", c.eval_size},   {"threads", c.threads},
+          {"bn_lr_scale", c.bn_lr_scale}, {"lookahead", c.lookahead}, {"tta", c.tta},
+          {"eval_every", c.eval_every}};
 }
 
 struct EpochRow {
@@ -119,7 +151,8 @@ std::string curves_svg(const std::vector<EpochRow>& rows, const std::string& tit
     double ly = T + 14;
     for (const Series& ser : series) {
       std::string pts;
-      for (size_t i = 0; i < ser.y.size(); ++i) pts += fmt::format("{:.1f},{:.1f} ", px(static_cast<double>(i + 1)), py(ser.y[i]));
+      for (size_t i = 0; i < ser.y.size(); ++i)  // epochs not evaluated (NaN) are left out
+        if (!std::isnan(ser.y[i])) pts += fmt::format("{:.1f},{:.1f} ", px(static_cast<double>(i + 1)), py(ser.y[i]));
       s << fmt::format(R"(<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>)", pts, ser.color)
         << fmt::format(R"(<text x="{}" y="{}" fill="{}">{}</text>)", x0 + L + 8, ly, ser.color, ser.name) << "\n";
       ly += 14;
@@ -149,7 +182,9 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   const int64_t num_classes = c.dataset == "cifar10" ? 10 : 100;
   std::shared_ptr<Module> model = make_model(c.model, num_classes);
   std::unique_ptr<Optimizer> opt = make_optimizer(c, model->parameters());
+  if (c.bn_lr_scale != 1) scale_batch_norm_params(*model, *opt, c.bn_lr_scale);
   const LrKind lr_kind = lr_kind_from_name(c.schedule);
+  const Tta tta = tta_from_name(c.tta);
 
   const std::string dir = find_cifar_dir(c.dataset, c.data_dir);
   const CifarSet train_set = load_cifar(dir, c.dataset, true), test_set = load_cifar(dir, c.dataset, false);
@@ -184,29 +219,47 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   }
   const LrSchedule schedule(so);
 
+  auto* fast = dynamic_cast<FastCifar*>(model.get());
+  if (fast && fast->options.airbench && !c.resume) {  // a resumed run loads the stem from its checkpoint
+    fast->init_whitening(normalized_images(train_set, pool, 5000, mean, stddev));
+    log << fmt::format("whitening stem: set from the 2x2 patches of {} training images, frozen\n",
+                       std::min<size_t>(5000, pool.size()));
+  }
+  std::unique_ptr<Lookahead> lookahead;
+  if (c.lookahead) lookahead = std::make_unique<Lookahead>(model->state_dict());
+
   // ---- the run folder; resume ----
   namespace fs = std::filesystem;
   fs::create_directories(c.out);
   const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
+  constexpr const char* kLookaheadPrefix = "lookahead.";
   int64_t step = 0;
   double best_acc = 0;
   std::vector<EpochRow> rows;
   if (c.resume) {
     EDL_CHECK(fs::exists(last_path), "--resume: no checkpoint to resume from at {}", last_path);
     std::map<std::string, std::string> meta;
-    NamedTensors saved = load_safetensors(last_path, &meta), model_part, optim_part;
+    NamedTensors saved = load_safetensors(last_path, &meta), model_part, optim_part, lookahead_part;
     for (auto& [name, t] : saved) {
       if (name.rfind(kOptimizerPrefix, 0) == 0) optim_part.emplace_back(name.substr(std::strlen(kOptimizerPrefix)), t);
+      else if (name.rfind(kLookaheadPrefix, 0) == 0) lookahead_part.emplace_back(name.substr(std::strlen(kLookaheadPrefix)), t);
       else model_part.emplace_back(name, t);
     }
     EDL_CHECK(meta.count("step") && meta.count("config"), "--resume: {} has no training position (not written by edl train)",
               last_path);
     const nlohmann::json was = nlohmann::json::parse(meta["config"]);
-    for (const char* key : {"model", "dataset", "batch_size", "epochs", "subset", "seed", "optimizer", "augment", "schedule"})
-      EDL_CHECK(was[key] == config_json(c)[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key,
-                was[key].dump(), config_json(c)[key].dump());
+    for (const char* key :
+         {"model", "dataset", "batch_size", "epochs", "subset", "seed", "optimizer", "augment", "schedule", "lookahead"})
+    {
+      // Runs written before a key existed ran without it (lookahead: false).
+      nlohmann::json before = was.contains(key) ? was[key] : nlohmann::json();
+      if (!was.contains(key) && std::string(key) == "lookahead") before = false;
+      EDL_CHECK(before == config_json(c)[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key,
+                before.dump(), config_json(c)[key].dump());
+    }
     model->load_state_dict(model_part);
     opt->load_state(optim_part);
+    if (lookahead) lookahead->load_state(lookahead_part);
     step = std::stoll(meta["step"]);
     best_acc = std::stod(meta.at("best_test_accuracy"));
     if (fs::exists(c.out + "/metrics.jsonl")) {  // the epochs already done, for the curves
@@ -214,7 +267,8 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
       for (std::string line; std::getline(in, line);) {
         const auto j = nlohmann::json::parse(line);
         if (j["epoch"].get<int64_t>() > step / steps_per_epoch) break;
-        rows.push_back({j["epoch"], j["train_loss"], j["train_accuracy"], j["test_accuracy"], j["lr"], j["seconds"],
+        const double test_acc = j["test_accuracy"].is_null() ? std::nan("") : j["test_accuracy"].get<double>();
+        rows.push_back({j["epoch"], j["train_loss"], j["train_accuracy"], test_acc, j["lr"], j["seconds"],
                         j["images_per_second"], j["data_wait_seconds"]});
       }
     }
@@ -233,6 +287,8 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   auto save_last = [&](int64_t at_step) {
     NamedTensors all = model->state_dict();
     for (auto& [name, t] : opt->state()) all.emplace_back(kOptimizerPrefix + name, t);
+    if (lookahead)
+      for (auto& [name, t] : lookahead->state()) all.emplace_back(kLookaheadPrefix + name, t);
     save_safetensors(last_path, all,
                      {{"step", std::to_string(at_step)}, {"best_test_accuracy", fmt::format("{:.17g}", best_acc)},
                       {"config", config_json(c).dump()}, {"format", "edl train checkpoint"}});
@@ -241,10 +297,12 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     std::string csv = "epoch,train_loss,train_accuracy,test_accuracy,lr,seconds,images_per_second,data_wait_seconds\n",
                 jsonl;
     for (const EpochRow& r : rows) {
-      csv += fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6g},{:.2f},{:.1f},{:.2f}\n", r.epoch, r.train_loss, r.train_accuracy,
-                         r.test_accuracy, r.lr, r.seconds, r.images_per_second, r.data_wait);
+      // An epoch without evaluation (--eval-every) has an empty test_accuracy (null in the JSON).
+      const std::string test_acc = std::isnan(r.test_accuracy) ? "" : fmt::format("{:.6f}", r.test_accuracy);
+      csv += fmt::format("{},{:.6f},{:.6f},{},{:.6g},{:.2f},{:.1f},{:.2f}\n", r.epoch, r.train_loss, r.train_accuracy,
+                         test_acc, r.lr, r.seconds, r.images_per_second, r.data_wait);
       jsonl += nlohmann::json{{"epoch", r.epoch},       {"train_loss", r.train_loss},
-                              {"train_accuracy", r.train_accuracy}, {"test_accuracy", r.test_accuracy},
+                              {"train_accuracy", r.train_accuracy}, {"test_accuracy", std::isnan(r.test_accuracy) ? nlohmann::json() : nlohmann::json(r.test_accuracy)},
                               {"lr", r.lr},             {"seconds", r.seconds},
                               {"images_per_second", r.images_per_second}, {"data_wait_seconds", r.data_wait}}
                    .dump() +
@@ -287,6 +345,7 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
         if (profiling()) profile_add("(optimizer step)", "", "", seconds_since(t_opt), 0);
       }
       ++step;
+      if (lookahead && step % kLookaheadEvery == 0) lookahead->update(lookahead_decay(step, total_steps));
       if (profile && step == first_step + 1) profile_reset();  // the first step allocates: leave it out
 
       const double l = loss.item(), n = static_cast<double>(b.labels.dim(0));
@@ -315,6 +374,8 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
       }
       if (interrupted) break;
     }
+    // airbench ends every epoch on the slow weights (an update with decay 1).
+    if (lookahead && step % steps_per_epoch == 0) lookahead->update(1.0);
     const double epoch_seconds = seconds_since(t_epoch);
     train_seconds += epoch_seconds;
     if (live) log << "\n";
@@ -327,14 +388,22 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     }
     if (step % steps_per_epoch != 0) break;  // --max-steps ended the run inside an epoch
 
-    // End of an epoch: evaluate, record, checkpoint.
-    set_profiling(false);  // the table is about training steps
-    const double acc = evaluate_model(*model, test_set, mean, stddev, n_test).top1;
-    set_profiling(profile);
-    model->train();
+    // End of an epoch: evaluate (every eval_every epochs and after the last), record, checkpoint.
+    const bool last_epoch = step == total_steps;
+    const bool evaluate = last_epoch || (c.eval_every > 0 && (epoch + 1) % c.eval_every == 0);
+    double acc = std::nan("");
+    double eval_seconds = 0;
+    if (evaluate) {
+      set_profiling(false);  // the table is about training steps
+      const auto t_eval = Clock::now();
+      acc = evaluate_model(*model, test_set, mean, stddev, n_test, false, tta).top1;
+      eval_seconds = seconds_since(t_eval);
+      set_profiling(profile);
+      model->train();
+    }
     rows.push_back({epoch + 1, loss_sum / seen, correct / seen, acc, schedule.lr(step - 1), epoch_seconds,
                     seen / epoch_seconds, loader.wait_seconds() - wait_epoch});
-    const bool best = acc > best_acc;
+    const bool best = evaluate && acc > best_acc;
     if (best) {
       best_acc = acc;
       save_safetensors(best_path, model->state_dict(),
@@ -343,10 +412,14 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     }
     save_last(step);
     write_metrics();
-    log << fmt::format("epoch {:>3}/{}  train loss {:.4f}  train acc {:5.2f}%  test acc {:5.2f}%{}  {:.0f}s  "
+    const std::string test_part =
+        evaluate ? fmt::format("test acc {:5.2f}%{}{}", 100 * acc, tta == Tta::none ? "" : fmt::format(" (tta {}, {:.0f}s)", c.tta, eval_seconds),
+                               best ? " (best)" : "")
+                 : std::string("(not evaluated)");
+    log << fmt::format("epoch {:>3}/{}  train loss {:.4f}  train acc {:5.2f}%  {}  {:.0f}s  "
                        "({:.0f} img/s, waited {:.1f}s for data)\n",
-                       epoch + 1, c.epochs, loss_sum / seen, 100 * correct / seen, 100 * acc, best ? " (best)" : "",
-                       epoch_seconds, seen / epoch_seconds, loader.wait_seconds() - wait_epoch)
+                       epoch + 1, c.epochs, loss_sum / seen, 100 * correct / seen, test_part, epoch_seconds,
+                       seen / epoch_seconds, loader.wait_seconds() - wait_epoch)
         << std::flush;
   }
 

@@ -5,10 +5,12 @@
 // into the config. What it writes into the run folder (config.out):
 //   config.json            the exact configuration
 //   metrics.csv / .jsonl   one row per epoch: train loss and accuracy, test accuracy, times
-//   last.safetensors       model + optimizer state + position, after every epoch and on Ctrl-C
-//                          (what --resume continues from)
+//   last.safetensors       model + optimizer state (+ Lookahead's slow weights) + position,
+//                          after every epoch and on Ctrl-C (what --resume continues from)
 //   best.safetensors       the model with the best test accuracy so far (PyTorch state_dict
 //                          names only: loads with safetensors.torch.load_file)
+// The airbench model's whitening stem is set from the first 5000 training images before the
+// first step (FastCifar::init_whitening).
 //   curves.svg             loss and accuracy per epoch
 // Every file is written atomically (temporary file, then rename).
 #pragma once
@@ -36,7 +38,11 @@ struct TrainConfig {
   std::string schedule = "cosine";   // constant | step | cosine | onecycle
   double warmup_epochs = 2;
   double label_smoothing = 0.1;
-  std::string augment = "crop,flip"; // any of crop, flip, cutout, mixup, cutmix; or none
+  std::string augment = "crop,flip"; // any of crop (or translate), flip, cutout, mixup, cutmix; or none
+  double bn_lr_scale = 1;            // BatchNorm parameters: lr times this, weight decay divided by it
+  bool lookahead = false;            // airbench's Lookahead: every 5 steps, decay 0.95^5 * progress^3
+  std::string tta = "none";          // test-time augmentation of the evaluations: none, flip, translate
+  int64_t eval_every = 1;            // evaluate every this many epochs (0: only after the last)
   uint64_t seed = 0;
   int64_t subset = 0;                // train on this many random training images (0 = all)
   int64_t eval_size = 0;             // evaluate on the first this-many test images (0 = all)

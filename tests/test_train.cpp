@@ -3,6 +3,8 @@
 // bad flags fail clearly, and (when the real data is present) a short run learns.
 #include <catch2/catch.hpp>
 
+#include <functional>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -110,6 +112,34 @@ TEST_CASE("augment: a crop is a shift with zero fill, and the same seed gives th
   }
 }
 
+TEST_CASE("augment: translate is a shift by up to 2 pixels with reflected borders", "[augment]") {
+  Tensor x = random_u8_images(8, 3);
+  Rng rng(4);
+  Tensor a = random_crop_flip(x, 2, false, rng, /*reflect=*/true);
+  auto reflect = [](int64_t i) { return i < 0 ? -i : (i > 31 ? 62 - i : i); };
+  int shifted = 0;
+  for (int64_t n = 0; n < 8; ++n) {
+    bool found = false;
+    for (int dy = -2; dy <= 2 && !found; ++dy)
+      for (int dx = -2; dx <= 2 && !found; ++dx) {
+        bool ok = true;
+        for (int64_t c = 0; c < 3 && ok; ++c)
+          for (int64_t h = 0; h < 32 && ok; ++h)
+            for (int64_t w = 0; w < 32 && ok; ++w)
+              ok = a.data<uint8_t>()[((n * 3 + c) * 32 + h) * 32 + w] ==
+                   x.data<uint8_t>()[((n * 3 + c) * 32 + reflect(h + dy)) * 32 + reflect(w + dx)];
+        found = ok;
+        shifted += ok && (dy != 0 || dx != 0);
+      }
+    CHECK(found);
+  }
+  CHECK(shifted >= 4);  // 24 of the 25 offsets move the image
+  const AugmentConfig t = AugmentConfig::parse("translate,flip");
+  CHECK((t.crop && t.crop_reflect && t.crop_padding == 2 && t.flip));
+  CHECK(t.str() == "translate,flip");
+  CHECK_THROWS_WITH(AugmentConfig::parse("crop,translate"), Catch::Contains("crop and translate are exclusive"));
+}
+
 TEST_CASE("augment: mixup and cutmix keep one unit of label mass per image", "[augment]") {
   Tensor labels = Tensor::from({6}, {0, 1, 2, 3, 4, 5}, DType::s32);
   for (bool cut : {false, true}) {
@@ -162,27 +192,55 @@ TEST_CASE("loader: batches are a pure function of (seed, epoch, index), prefetch
   CHECK(a1.labels.to_vector() != a.make(2, 0).labels.to_vector());  // another epoch, another order
 }
 
-TEST_CASE("eval: flip test-time augmentation averages the logits of each image and its mirror", "[train]") {
+// The set with every image's pixels rearranged: out[h][w] = in[map(h, w)].
+static CifarSet remapped(const CifarSet& set, const std::function<std::pair<int64_t, int64_t>(int64_t, int64_t)>& map) {
+  CifarSet out = set;
+  out.images = Tensor::empty(set.images.shape(), DType::u8);
+  const int64_t planes = set.images.dim(0) * set.images.dim(1);
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t h = 0; h < 32; ++h)
+      for (int64_t w = 0; w < 32; ++w) {
+        const auto [sh, sw] = map(h, w);
+        out.images.data<uint8_t>()[(p * 32 + h) * 32 + w] = set.images.data<uint8_t>()[(p * 32 + sh) * 32 + sw];
+      }
+  return out;
+}
+
+TEST_CASE("eval: test-time augmentation averages the logits of the mirrored and moved images", "[train]") {
   CifarSet set;
   set.images = random_u8_images(7, 5);
   set.labels = Tensor::from({7}, {0, 1, 2, 3, 4, 5, 6}, DType::s32);
   set.num_classes = 10;
-  CifarSet mirrored = set;
-  mirrored.images = Tensor::empty(set.images.shape(), DType::u8);
-  for (int64_t r = 0; r < 7 * 3 * 32; ++r)
-    for (int64_t w = 0; w < 32; ++w) mirrored.images.data<uint8_t>()[r * 32 + w] = set.images.data<uint8_t>()[r * 32 + 31 - w];
+  auto reflect = [](int64_t i) { return i < 0 ? -i : (i > 31 ? 62 - i : i); };
+  auto mirror = [](int64_t h, int64_t w) { return std::pair<int64_t, int64_t>{h, 31 - w}; };
+  // Moved one pixel up-left (out[h][w] = in[h-1][w-1]) and down-right, borders reflected; and mirrored.
+  auto up_left = [&](int64_t h, int64_t w) { return std::pair<int64_t, int64_t>{reflect(h - 1), reflect(w - 1)}; };
+  auto down_right = [&](int64_t h, int64_t w) { return std::pair<int64_t, int64_t>{reflect(h + 1), reflect(w + 1)}; };
+  auto mirrored_then = [&](auto shift) {
+    // The mirror image of the moved image: out[h][w] = moved[h][31 - w].
+    return [&, shift](int64_t h, int64_t w) { return shift(h, 31 - w); };
+  };
   manual_seed(3);
   auto net = make_model("small_cnn", 10);
   const std::array<float, 3> mean{0.5f, 0.4f, 0.3f}, stddev{0.2f, 0.25f, 0.3f};
-  const Evaluation plain = evaluate_model(*net, set, mean, stddev, 0, true);
-  const Evaluation flipped = evaluate_model(*net, mirrored, mean, stddev, 0, true);
-  const Evaluation tta = evaluate_model(*net, set, mean, stddev, 0, true, /*flip_tta=*/true);
+  auto logits_of = [&](const CifarSet& s) { return evaluate_model(*net, s, mean, stddev, 0, true).logits; };
+  const Tensor plain = logits_of(set), flipped = logits_of(remapped(set, mirror));
+  const Tensor a = logits_of(remapped(set, up_left)), a_flipped = logits_of(remapped(set, mirrored_then(up_left)));
+  const Tensor b = logits_of(remapped(set, down_right)), b_flipped = logits_of(remapped(set, mirrored_then(down_right)));
+  const Evaluation tta = evaluate_model(*net, set, mean, stddev, 0, true, Tta::flip);
+  const Evaluation tta2 = evaluate_model(*net, set, mean, stddev, 0, true, Tta::translate);
   REQUIRE(tta.logits.shape() == Shape{7, 10});
+  REQUIRE(tta2.logits.shape() == Shape{7, 10});
   for (int64_t i = 0; i < 70; ++i) {
-    const double want = 0.5 * (plain.logits.at(i) + flipped.logits.at(i));
+    const double want = 0.5 * (plain.at(i) + flipped.at(i));
     CHECK(tta.logits.at(i) == Approx(want).margin(1e-6));
-    CHECK(std::abs(plain.logits.at(i) - flipped.logits.at(i)) > 0);  // the mirror is a different input
+    CHECK(std::abs(plain.at(i) - flipped.at(i)) > 0);  // the mirror is a different input
+    const double want2 = 0.5 * want + 0.125 * (a.at(i) + a_flipped.at(i) + b.at(i) + b_flipped.at(i));
+    CHECK(tta2.logits.at(i) == Approx(want2).margin(1e-6));
+    CHECK(std::abs(a.at(i) - plain.at(i)) > 0);
   }
+  CHECK(tta_from_name("translate") == Tta::translate);
+  CHECK_THROWS_WITH(tta_from_name("rotate"), Catch::Contains("unknown test-time augmentation 'rotate'"));
 }
 
 TEST_CASE("train: resuming equals not stopping", "[train]") {
@@ -197,6 +255,15 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
   c.warmup_epochs = 0.4;
   c.eval_size = 16;
   c.threads = 1;
+  SECTION("small_cnn, the defaults") {}
+  SECTION("airbench: whitening, Lookahead (slow weights in the checkpoint), BatchNorm lr scale, no evaluation") {
+    c.model = "airbench";
+    c.lookahead = true;
+    c.bn_lr_scale = 8;
+    c.eval_every = 0;
+    c.augment = "translate,flip";
+    c.schedule = "linear";
+  }
   std::ostringstream log;
 
   c.out = (dir.path / "continuous").string();
@@ -235,8 +302,8 @@ TEST_CASE("train: bad flags and missing data give clear errors", "[train]") {
   bad.optimizer = "rmsprop";
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("unknown optimizer 'rmsprop'"));
   bad = c;
-  bad.schedule = "linear";
-  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("linear"));
+  bad.schedule = "exponential";
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("unknown learning-rate schedule 'exponential'"));
   bad = c;
   bad.epochs = 0;
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--epochs must be at least 1"));
