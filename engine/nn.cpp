@@ -210,6 +210,12 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   return y;
 }
 
+Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, /*relu=*/true);
+  if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;
+  return y;
+}
+
 Dropout::Dropout(double p_) : p(p_), rng_(global_rng().next()) {
   EDL_CHECK(p >= 0 && p < 1, "Dropout: p={} must be in [0, 1)", p);
 }
@@ -248,7 +254,7 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride) {
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor out = relu((*bn1)((*conv1)(x)));
+  Tensor out = bn1->forward_relu((*conv1)(x));
   out = (*bn2)((*conv2)(out));
   return relu(out + (*shortcut)(x));
 }

@@ -139,6 +139,7 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x);  // relu(forward(x)) as one op (see batch_norm2d in ops.h)
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
 };

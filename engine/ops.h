@@ -26,9 +26,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());  //
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), int64_t stride = 1, int64_t padding = 0,
               int64_t groups = 1);
 
-// Normalization: updates running_mean/var in place when training.
+// Normalization: updates running_mean/var in place when training. With relu, the output is
+// relu(batch_norm(x)) computed in one op: one pass over memory fewer each way than the two ops.
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                    const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+                    const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5,
+                    bool relu = false);
 
 // Activations.
 Tensor relu(const Tensor& x);

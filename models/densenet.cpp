@@ -13,8 +13,8 @@ DenseBottleneck::DenseBottleneck(int64_t in_planes, int64_t growth_rate) {
 }
 
 Tensor DenseBottleneck::forward(const Tensor& x) {
-  Tensor out = (*conv1)(relu((*bn1)(x)));
-  out = (*conv2)(relu((*bn2)(out)));
+  Tensor out = (*conv1)(bn1->forward_relu(x));
+  out = (*conv2)(bn2->forward_relu(out));
   return concat({out, x}, 1);  // new channels first, as torch.cat([out, x], 1)
 }
 
@@ -23,7 +23,7 @@ DenseTransition::DenseTransition(int64_t in_planes, int64_t out_planes) {
   conv = register_module("conv", std::make_shared<Conv2d>(in_planes, out_planes, 1, 1, 0, 1, false));
 }
 
-Tensor DenseTransition::forward(const Tensor& x) { return avg_pool2d((*conv)(relu((*bn)(x))), 2); }
+Tensor DenseTransition::forward(const Tensor& x) { return avg_pool2d((*conv)(bn->forward_relu(x)), 2); }
 
 DenseNet::DenseNet(const std::vector<int64_t>& nblocks, int64_t growth_rate, int64_t num_classes, double reduction) {
   EDL_CHECK(nblocks.size() == 4,
@@ -68,7 +68,7 @@ Tensor DenseNet::forward(const Tensor& x) {
   out = (*trans2)((*dense2)(out));
   out = (*trans3)((*dense3)(out));
   out = (*dense4)(out);
-  out = avg_pool2d(relu((*bn)(out)), 4);
+  out = avg_pool2d(bn->forward_relu(out), 4);
   return (*linear)(flatten(out));
 }
 

@@ -41,9 +41,10 @@ FastCifarBlock::FastCifarBlock(int64_t in_channels, int64_t out_channels, bool a
 Tensor FastCifarBlock::forward(const Tensor& x) {
   // Pooling before the norm, as airbench does: the norm and the activation then run on a
   // quarter of the pixels.
-  auto act = [&](const Tensor& t) { return gelu_activation ? gelu(t) : relu(t); };
-  Tensor h = act((*norm1)(max_pool2d((*conv1)(x), 2, 2, 0)));
-  return act((*norm2)((*conv2)(h)));
+  // The ReLU runs inside the norm's op (BatchNorm2d::forward_relu); GELU after it.
+  auto norm_act = [&](BatchNorm2d& norm, const Tensor& t) { return gelu_activation ? gelu(norm(t)) : norm.forward_relu(t); };
+  Tensor h = norm_act(*norm1, max_pool2d((*conv1)(x), 2, 2, 0));
+  return norm_act(*norm2, (*conv2)(h));
 }
 
 FastCifar::FastCifar(int64_t num_classes, FastCifarOptions o) : options(o) {

@@ -24,8 +24,8 @@ MobileNetV2Block::MobileNetV2Block(int64_t in_planes, int64_t out_planes, int64_
 }
 
 Tensor MobileNetV2Block::forward(const Tensor& x) {
-  Tensor out = relu((*bn1)((*conv1)(x)));
-  out = relu((*bn2)((*conv2)(out)));
+  Tensor out = bn1->forward_relu((*conv1)(x));
+  out = bn2->forward_relu((*conv2)(out));
   out = (*bn3)((*conv3)(out));
   return stride == 1 ? out + (*shortcut)(x) : out;
 }
@@ -66,9 +66,9 @@ MobileNetV2::MobileNetV2(int64_t num_classes, double width) {
 }
 
 Tensor MobileNetV2::forward(const Tensor& x) {
-  Tensor out = relu((*bn1)((*conv1)(x)));
+  Tensor out = bn1->forward_relu((*conv1)(x));
   out = (*layers)(out);
-  out = relu((*bn2)((*conv2)(out)));
+  out = bn2->forward_relu((*conv2)(out));
   out = avg_pool2d(out, 4);  // kuangliu: "change pooling kernel_size 7 -> 4 for CIFAR10"
   return (*linear)(flatten(out));
 }

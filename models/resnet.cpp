@@ -37,7 +37,7 @@ ResNet::ResNet(const std::vector<int64_t>& num_blocks, int64_t num_classes) {
 }
 
 Tensor ResNet::forward(const Tensor& x) {
-  Tensor out = relu((*bn1)((*conv1)(x)));
+  Tensor out = bn1->forward_relu((*conv1)(x));
   out = (*layer4)((*layer3)((*layer2)((*layer1)(out))));
   out = avg_pool2d(out, 4);  // kuangliu: F.avg_pool2d(out, 4); the 4x4 map of a 32x32 image becomes 1x1
   return (*linear)(flatten(out));
@@ -56,10 +56,10 @@ PreActBlock::PreActBlock(int64_t in_planes, int64_t planes, int64_t stride) {
 }
 
 Tensor PreActBlock::forward(const Tensor& x) {
-  Tensor a = relu((*bn1)(x));
+  Tensor a = bn1->forward_relu(x);
   Tensor skip = shortcut ? (*shortcut)(a) : x;
   Tensor out = (*conv1)(a);
-  out = (*conv2)(relu((*bn2)(out)));
+  out = (*conv2)(bn2->forward_relu(out));
   return out + skip;
 }
 

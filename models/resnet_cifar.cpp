@@ -37,7 +37,7 @@ ResNetCifarBlock::ResNetCifarBlock(int64_t in_planes, int64_t planes, int64_t st
 }
 
 Tensor ResNetCifarBlock::forward(const Tensor& x) {
-  Tensor out = relu((*bn1)((*conv1)(x)));
+  Tensor out = bn1->forward_relu((*conv1)(x));
   out = (*bn2)((*conv2)(out));
   return relu(out + (*shortcut)(x));
 }
@@ -79,7 +79,7 @@ ResNetCifar::ResNetCifar(int64_t depth, int64_t num_classes, double width) {
 }
 
 Tensor ResNetCifar::forward(const Tensor& x) {
-  Tensor out = relu((*bn1)((*conv1)(x)));
+  Tensor out = bn1->forward_relu((*conv1)(x));
   out = (*layer3)((*layer2)((*layer1)(out)));
   // akamaster: F.avg_pool2d(out, out.size()[3]) and a flatten, i.e. a global average pool.
   return (*linear)(global_avg_pool2d(out));

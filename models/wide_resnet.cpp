@@ -22,10 +22,10 @@ WideBasicBlock::WideBasicBlock(int64_t in_planes, int64_t out_planes, int64_t st
 }
 
 Tensor WideBasicBlock::forward(const Tensor& x) {
-  Tensor a = relu((*bn1)(x));
+  Tensor a = bn1->forward_relu(x);
   Tensor out = (*conv1)(a);
   if (drop_rate > 0 && is_training()) out = dropout(out, drop_rate, true, rng_.next());
-  out = (*conv2)(relu((*bn2)(out)));
+  out = (*conv2)(bn2->forward_relu(out));
   return (conv_shortcut ? (*conv_shortcut)(a) : x) + out;
 }
 
@@ -60,7 +60,7 @@ WideResNet::WideResNet(int64_t depth, int64_t widen_factor, int64_t num_classes,
 Tensor WideResNet::forward(const Tensor& x) {
   Tensor out = (*conv1)(x);
   out = (*block3)((*block2)((*block1)(out)));
-  out = relu((*bn1)(out));
+  out = bn1->forward_relu(out);
   out = avg_pool2d(out, 8);
   return (*fc)(flatten(out));
 }

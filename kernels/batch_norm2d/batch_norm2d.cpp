@@ -1,7 +1,8 @@
 // batch_norm2d.cpp — op definition of batch_norm2d.
 // Inputs: x (N,C,H,W), weight (C), bias (C), running_mean (C), running_var (C).
 // Attributes: training (1: batch statistics, and the running averages are updated in place;
-// 0: running statistics), momentum (0.1), eps (1e-5) — PyTorch's defaults.
+// 0: running statistics), momentum (0.1), eps (1e-5) — PyTorch's defaults; relu (0; 1: the
+// output is max(y, 0), a BatchNorm and the ReLU after it in one op).
 // Variants: reference, simd (f32: per-plane loops on SIMD registers, threads over channels).
 #include <cmath>
 
@@ -32,14 +33,14 @@ OpDef make_batch_norm2d() {
   };
   // normalize (2 flops: subtract/scale folded to one fma) + statistics (3 per element)
   op.flops = [](const Tensors& in, const Attrs& a) {
-    return static_cast<double>(in[0].numel()) * (a.i("training", 1) ? 5.0 : 2.0);
+    return static_cast<double>(in[0].numel()) * ((a.i("training", 1) ? 5.0 : 2.0) + (a.i("relu", 0) ? 1.0 : 0.0));
   };
   op.samples = [] {
-    auto s = [](std::string name, Shape x, int64_t training, bool grad = true) {
+    auto s = [](std::string name, Shape x, int64_t training, bool grad = true, int64_t relu = 0) {
       int64_t C = x[1];
       return Sample{std::move(name),
                     {{x}, {{C}}, {{C}}, {{C}}, {{C}, DType::f32, Fill::positive}},
-                    {{"training", training}, {"momentum", 0.1}, {"eps", 1e-5}},
+                    {{"training", training}, {"momentum", 0.1}, {"eps", 1e-5}, {"relu", relu}},
                     grad};
     };
     return std::vector<Sample>{
@@ -52,6 +53,10 @@ OpDef make_batch_norm2d() {
         s("train 1x2x1x37", {1, 2, 1, 37}, 1),
         s("resnet20 layer1 train 16x16x32x32", {16, 16, 32, 32}, 1, false),
         s("resnet20 layer3 eval 16x64x8x8", {16, 64, 8, 8}, 0, false),
+        // fused with a ReLU: about half the outputs are clamped, on full registers and tails
+        s("relu train 2x3x4x4", {2, 3, 4, 4}, 1, true, 1),       s("relu eval 2x3x4x4", {2, 3, 4, 4}, 0, true, 1),
+        s("relu train 2x2x1x17", {2, 2, 1, 17}, 1, true, 1),     s("relu train 1x2x1x37", {1, 2, 1, 37}, 1, true, 1),
+        s("relu resnet20 layer1 train 16x16x32x32", {16, 16, 32, 32}, 1, false, 1),
     };
   };
 
@@ -77,6 +82,7 @@ OpDef make_batch_norm2d() {
       }
       batch_norm2d_forward_reference(x.data<T>(), c.inputs[1].data<T>(), c.inputs[2].data<T>(), mean.data<T>(),
                                      invstd.data<T>(), y.data<T>(), N, C, HW);
+      if (c.attrs.i("relu", 0)) batch_norm2d_relu_reference(y.data<T>(), y.numel());
     });
     c.saved = {mean, invstd};
     return y;
@@ -87,8 +93,13 @@ OpDef make_batch_norm2d() {
               grad_buffer(c.needs_grad[2], c.inputs[2]), Tensor(), Tensor()};
     with_floating(x.dtype(), "batch_norm2d", [&](auto t) {
       using T = decltype(t);
+      Tensor dy = c.dy;
+      if (c.attrs.i("relu", 0)) {  // the ReLU's backward first, then the norm's on its result
+        dy = Tensor::empty(c.dy.shape(), c.dy.dtype());
+        batch_norm2d_relu_mask_reference(c.y.data<T>(), c.dy.data<T>(), dy.data<T>(), dy.numel());
+      }
       batch_norm2d_backward_reference(x.data<T>(), c.inputs[1].data<T>(), c.saved[0].data<T>(), c.saved[1].data<T>(),
-                                      c.dy.data<T>(), ptr_or_null<T>(g[0]), ptr_or_null<T>(g[1]), ptr_or_null<T>(g[2]),
+                                      dy.data<T>(), ptr_or_null<T>(g[0]), ptr_or_null<T>(g[1]), ptr_or_null<T>(g[2]),
                                       x.dim(0), x.dim(1), x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0);
     });
     return g;
@@ -114,7 +125,8 @@ OpDef make_batch_norm2d() {
       }
     }
     batch_norm2d_forward_simd(x.data<float>(), c.inputs[1].data<float>(), c.inputs[2].data<float>(),
-                              mean.data<float>(), invstd.data<float>(), y.data<float>(), N, C, HW);
+                              mean.data<float>(), invstd.data<float>(), y.data<float>(), N, C, HW,
+                              c.attrs.i("relu", 0) != 0);
     c.saved = {mean, invstd};
     return y;
   };
@@ -126,7 +138,8 @@ OpDef make_batch_norm2d() {
     batch_norm2d_backward_simd(x.data<float>(), c.inputs[1].data<float>(), c.saved[0].data<float>(),
                                c.saved[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
                                ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), x.dim(0), x.dim(1),
-                               x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0);
+                               x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0,
+                               c.attrs.i("relu", 0) ? c.y.data<float>() : nullptr);
     return g;
   };
   op.variants = {ref, simd};

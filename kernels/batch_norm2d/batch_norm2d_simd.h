@@ -19,6 +19,10 @@
 // Backward writes dx (=: it needs no zeroed buffer, one pass over memory fewer) and accumulates
 // (+=) into dgamma, dbeta; any of the three may be null (not needed).
 //
+// Fused ReLU (relu_y non-null in backward, relu in forward): the forward clamps in the same fma
+// loop, and the backward reads dy through the mask relu_y > 0 in both of its passes, where the
+// separate ReLU op would read x and dy and write a masked copy that the norm then reads again.
+//
 // Tested by: ctest -R 'op\.batch_norm2d\.'   Benchmarked by: build/bench/edl_bench --benchmark_filter='^batch_norm2d/'
 #pragma once
 
@@ -98,33 +102,57 @@ inline void batch_norm2d_stats_simd(const float* x, float* mean, float* invstd, 
 }
 
 // y = x * scale + shift per channel, scale = gamma invstd, shift = beta - mean scale.
+// With relu, y = max(that, 0) (as the reference: v > 0 ? v : 0).
 inline void batch_norm2d_forward_simd(const float* x, const float* gamma, const float* beta, const float* mean,
-                                      const float* invstd, float* y, int64_t N, int64_t C, int64_t HW) {
+                                      const float* invstd, float* y, int64_t N, int64_t C, int64_t HW,
+                                      bool relu = false) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = HW - HW % W;
 #pragma omp parallel for if (N * C * HW >= kParallelMin)
   for (int64_t p = 0; p < N * C; ++p) {
     const int64_t c = p % C;
     const float scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
-    const Vec scale_v(scale), shift_v(shift);
+    const Vec scale_v(scale), shift_v(shift), zero(0.0f);
     const float* xp = x + p * HW;
     float* yp = y + p * HW;
-    for (int64_t i = 0; i < n_vec; i += W)
-      xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v).store_unaligned(yp + i);
-    for (int64_t i = n_vec; i < HW; ++i) yp[i] = xp[i] * scale + shift;
+    if (relu) {
+      for (int64_t i = 0; i < n_vec; i += W) {
+        const Vec v = xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v);
+        xsimd::select(v > zero, v, zero).store_unaligned(yp + i);
+      }
+      for (int64_t i = n_vec; i < HW; ++i) {
+        const float v = xp[i] * scale + shift;
+        yp[i] = v > 0 ? v : 0.0f;
+      }
+    } else {
+      for (int64_t i = 0; i < n_vec; i += W)
+        xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v).store_unaligned(yp + i);
+      for (int64_t i = n_vec; i < HW; ++i) yp[i] = xp[i] * scale + shift;
+    }
   }
 }
 
-// The sums of dy[i] and of dy[i] (x[i] - mu) over one plane of n values, each in two
-// registers of partial sums (four independent chains, as above).
-inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, int64_t n, float mu, float& sum_dy,
-                                              float& sum_dy_xc) {
+// dy[i], or with a fused ReLU dy[i] where y[i] > 0 and 0 elsewhere (yp null: no ReLU).
+inline Vec batch_norm2d_masked_dy(const float* gp, const float* yp, int64_t i) {
+  const Vec g = Vec::load_unaligned(gp + i);
+  if (!yp) return g;
+  const Vec zero(0.0f);
+  return xsimd::select(Vec::load_unaligned(yp + i) > zero, g, zero);
+}
+inline float batch_norm2d_masked_dy(const float* gp, const float* yp, int64_t i, float) {
+  return !yp || yp[i] > 0 ? gp[i] : 0.0f;
+}
+
+// The sums of dy[i] and of dy[i] (x[i] - mu) over one plane of n values (dy masked by yp as
+// above), each in two registers of partial sums (four independent chains, as above).
+inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, const float* yp, int64_t n, float mu,
+                                              float& sum_dy, float& sum_dy_xc) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = n - n % (2 * W);
   const Vec m(mu);
   Vec s0(0.0f), s1(0.0f), sx0(0.0f), sx1(0.0f);
   for (int64_t i = 0; i < n_vec; i += 2 * W) {
-    const Vec g0 = Vec::load_unaligned(gp + i), g1 = Vec::load_unaligned(gp + i + W);
+    const Vec g0 = batch_norm2d_masked_dy(gp, yp, i), g1 = batch_norm2d_masked_dy(gp, yp, i + W);
     s0 += g0;
     s1 += g1;
     sx0 = xsimd::fma(g0, Vec::load_unaligned(xp + i) - m, sx0);
@@ -132,14 +160,16 @@ inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, 
   }
   sum_dy = xsimd::hadd(s0 + s1), sum_dy_xc = xsimd::hadd(sx0 + sx1);
   for (int64_t i = n_vec; i < n; ++i) {
-    sum_dy += gp[i];
-    sum_dy_xc += gp[i] * (xp[i] - mu);
+    const float g = batch_norm2d_masked_dy(gp, yp, i, 0.0f);
+    sum_dy += g;
+    sum_dy_xc += g * (xp[i] - mu);
   }
 }
 
+// relu_y: the output of a fused ReLU forward (dy counts only where it is positive), or null.
 inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const float* mean, const float* invstd,
                                        const float* dy, float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C,
-                                       int64_t HW, bool training) {
+                                       int64_t HW, bool training, const float* relu_y = nullptr) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = HW - HW % W;
   const double M = static_cast<double>(N * HW);
@@ -149,7 +179,7 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
     for (int64_t n = 0; n < N; ++n) {
       float s, sx;
       const int64_t p = (n * C + c) * HW;
-      batch_norm2d_plane_grad_sums_simd(x + p, dy + p, HW, mean[c], s, sx);
+      batch_norm2d_plane_grad_sums_simd(x + p, dy + p, relu_y ? relu_y + p : nullptr, HW, mean[c], s, sx);
       sum_dy += s, sum_dy_xc += sx;
     }
     const double sum_dy_xhat = sum_dy_xc * invstd[c];
@@ -164,13 +194,13 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
     const Vec av(af), bv(bf), kv(kf);
     for (int64_t n = 0; n < N; ++n) {
       const int64_t p = (n * C + c) * HW;
-      const float *xp = x + p, *gp = dy + p;
+      const float *xp = x + p, *gp = dy + p, *yp = relu_y ? relu_y + p : nullptr;
       float* dxp = dx + p;
       for (int64_t i = 0; i < n_vec; i += W) {
-        const Vec d = xsimd::fma(av, Vec::load_unaligned(gp + i), xsimd::fma(bv, Vec::load_unaligned(xp + i), kv));
+        const Vec d = xsimd::fma(av, batch_norm2d_masked_dy(gp, yp, i), xsimd::fma(bv, Vec::load_unaligned(xp + i), kv));
         d.store_unaligned(dxp + i);
       }
-      for (int64_t i = n_vec; i < HW; ++i) dxp[i] = af * gp[i] + bf * xp[i] + kf;
+      for (int64_t i = n_vec; i < HW; ++i) dxp[i] = af * batch_norm2d_masked_dy(gp, yp, i, 0.0f) + bf * xp[i] + kf;
     }
   }
 }
