@@ -56,7 +56,8 @@ static void run_eval(const EvalOptions& o) {
   std::map<std::string, std::string> meta;
   NamedTensors saved = load_safetensors(o.checkpoint, &meta), weights;
   for (auto& [name, t] : saved)
-    if (name.rfind("optimizer.", 0) != 0) weights.emplace_back(name, t);  // last.safetensors also holds these
+    // last.safetensors also holds the optimizer's state and Lookahead's slow weights
+    if (name.rfind("optimizer.", 0) != 0 && name.rfind("lookahead.", 0) != 0) weights.emplace_back(name, t);
   std::string model = o.model, dataset = o.dataset;
   if (meta.count("config")) {
     const auto config = nlohmann::json::parse(meta["config"]);
@@ -75,8 +76,8 @@ static void run_eval(const EvalOptions& o) {
   const CifarSet test = load_cifar(dir, dataset, false);
   const auto mean = dataset == "cifar10" ? kCifar10Mean : kCifar100Mean;
   const auto stddev = dataset == "cifar10" ? kCifar10Std : kCifar100Std;
-  // A bare --tta arrives as "true" (CLI11's value of a flag-like option): the mirror image.
-  const Tta tta = tta_from_name(o.tta == "true" ? "flip" : o.tta);
+  // A bare --tta (no value; CLI11 2.1 gives such an option its empty default string) means flip.
+  const Tta tta = tta_from_name(o.tta.empty() ? "flip" : o.tta);
   Evaluation e = evaluate_model(*net, test, mean, stddev, o.eval_size, !o.logits.empty(), tta);
   const char* how = tta == Tta::flip        ? ", logits averaged with the mirror image's (--tta flip)"
                     : tta == Tta::translate ? ", logits averaged over 6 views: mirrored and moved by one pixel (--tta translate)"

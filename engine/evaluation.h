@@ -24,7 +24,7 @@ struct Evaluation {
 //   flip       the image and its mirror image (left-right), 1/2 each: twice the work, and
 //              usually a few tenths of a percent more accuracy for a network trained with flips
 //   translate  airbench's level 2: 1/2 on the flip pair of the image, 1/4 on the flip pair of
-//              the image moved one pixel up and left, 1/4 down and right (borders reflected, as
+//              the image moved one pixel down and right, 1/4 up and left (borders reflected, as
 //              PyTorch's F.pad(mode='reflect')): six times the work
 enum class Tta { none, flip, translate };
 const char* tta_name(Tta tta);

@@ -114,7 +114,7 @@ enum class LrKind {
   step,      // base_lr * gamma^(number of milestones passed)   (torch MultiStepLR)
   cosine,    // base_lr * (1 + cos(pi * t / T)) / 2            (torch CosineAnnealingLR, eta_min 0)
   onecycle,  // torch OneCycleLR, anneal_strategy 'cos', two phases
-  linear,    // base_lr * (1 - t / T): airbench's triangle, down to 0
+  linear,    // base_lr * (1 - t / T); with a warm-up, a triangle (airbench's goes 0.2 -> 1 -> 0.07)
 };
 const char* lr_kind_name(LrKind kind);  // "cosine", ...
 // Parses "constant", "step", "cosine", "onecycle" or "linear"; an unknown name is an error listing them.
@@ -159,12 +159,14 @@ class LrSchedule {
 // every few steps moves towards the fast weights the optimizer trains, after which the fast
 // weights restart from it:
 //   slow = decay * slow + (1 - decay) * fast;   fast = slow
-// With decay 0 the update changes nothing; with decay 1 it resets the model to the slow copy.
-// airbench raises the decay over training (0.95^5 * progress^3 every 5 steps): early on the
-// model moves freely, at the end it averages strongly over its last few hundred steps.
+// With decay 0 the slow copy becomes the model; with decay 1 the model is reset to the slow
+// copy. airbench raises the decay over training (0.95^5 * progress^3 every 5 steps, from 30% of
+// the run): early on the model moves freely; at the end, with 0.77 per update, the slow weights
+// average over the last few updates (a time constant of about 4 updates, 20 steps).
 //
 //   Lookahead la(model.state_dict());
-//   ... every 5 steps:  la.update(std::pow(0.95, 5) * std::pow(progress, 3));
+//   ... at the first update:  la.update(0.0);   (the slow copy starts as the model)
+//   ... every 5 steps after:  la.update(std::pow(0.95, 5) * std::pow(progress, 3));
 class Lookahead {
  public:
   // `state`: entries alias the model's tensors (Module::state_dict()); integer entries such

@@ -75,17 +75,29 @@ void validate(const TrainConfig& c) {
   EDL_CHECK(c.threads >= 0, "--threads must not be negative, got {}", c.threads);
   EDL_CHECK(c.bn_lr_scale > 0, "--bn-lr-scale must be positive, got {}", c.bn_lr_scale);
   EDL_CHECK(c.eval_every >= 0, "--eval-every must not be negative, got {}", c.eval_every);
-  tta_from_name(c.tta);  // names the known ones when it is not one
+  try {
+    tta_from_name(c.tta);
+  } catch (const Error& e) {
+    throw Error(fmt::format("--tta: {}", e.what()));
+  }
 }
 
-// Lookahead as airbench94: every kLookaheadEvery steps, with the decay rising as progress^3.
+// Lookahead as airbench94: every kLookaheadEvery steps, with the decay rising as progress^3,
+// from the first multiple of kLookaheadEvery at or after kLookaheadStart of the run (airbench:
+// epoch 3 of 9.9), where the slow weights start as a copy of the model.
 constexpr int64_t kLookaheadEvery = 5;
+constexpr double kLookaheadStart = 0.3;
+int64_t lookahead_first_step(int64_t total_steps) {
+  const auto start = static_cast<int64_t>(std::ceil(kLookaheadStart * static_cast<double>(total_steps)));
+  return std::max<int64_t>(kLookaheadEvery, (start + kLookaheadEvery - 1) / kLookaheadEvery * kLookaheadEvery);
+}
 double lookahead_decay(int64_t step, int64_t total_steps) {
   const double progress = static_cast<double>(step) / static_cast<double>(total_steps);
   return std::pow(0.95, kLookaheadEvery) * progress * progress * progress;
 }
 
-// The BatchNorm parameters get lr * scale and weight_decay / scale (airbench's bias_scaler).
+}  // namespace
+
 void scale_batch_norm_params(Module& model, Optimizer& opt, double scale) {
   std::vector<const void*> bn;
   for_each_module(model, [&](const std::string&, Module& m) {
@@ -95,12 +107,14 @@ void scale_batch_norm_params(Module& model, Optimizer& opt, double scale) {
     if (std::find(bn.begin(), bn.end(), opt.params()[i].raw()) != bn.end()) opt.set_scales(i, scale, 1.0 / scale);
 }
 
+namespace {
+
 // The first `count` images of the pool, normalized as the loader does (no augmentation).
 Tensor normalized_images(const CifarSet& set, const std::vector<int64_t>& pool, int64_t count,
                          const std::array<float, 3>& mean, const std::array<float, 3>& stddev) {
   std::vector<int64_t> idx(pool.begin(), pool.begin() + std::min<int64_t>(count, static_cast<int64_t>(pool.size())));
   BatchLoader loader(set, idx, static_cast<int64_t>(idx.size()), AugmentConfig{}, mean, stddev, 0, false, false);
-  return loader.get(0, 0).images;
+  return loader.make(0, 0).images;  // make, not get: get would prepare a next batch in the background
 }
 
 nlohmann::json config_json(const TrainConfig& c) {
@@ -227,6 +241,7 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   }
   std::unique_ptr<Lookahead> lookahead;
   if (c.lookahead) lookahead = std::make_unique<Lookahead>(model->state_dict());
+  const int64_t lookahead_first = lookahead_first_step(total_steps);
 
   // ---- the run folder; resume ----
   namespace fs = std::filesystem;
@@ -345,7 +360,8 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
         if (profiling()) profile_add("(optimizer step)", "", "", seconds_since(t_opt), 0);
       }
       ++step;
-      if (lookahead && step % kLookaheadEvery == 0) lookahead->update(lookahead_decay(step, total_steps));
+      if (lookahead && step >= lookahead_first && step % kLookaheadEvery == 0)
+        lookahead->update(step == lookahead_first ? 0.0 : lookahead_decay(step, total_steps));
       if (profile && step == first_step + 1) profile_reset();  // the first step allocates: leave it out
 
       const double l = loss.item(), n = static_cast<double>(b.labels.dim(0));
@@ -374,8 +390,8 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
       }
       if (interrupted) break;
     }
-    // airbench ends every epoch on the slow weights (an update with decay 1).
-    if (lookahead && step % steps_per_epoch == 0) lookahead->update(1.0);
+    // Once it has started, airbench ends every epoch on the slow weights (an update with decay 1).
+    if (lookahead && step >= lookahead_first && step % steps_per_epoch == 0) lookahead->update(1.0);
     const double epoch_seconds = seconds_since(t_epoch);
     train_seconds += epoch_seconds;
     if (live) log << "\n";
@@ -428,7 +444,11 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   if (!rows.empty()) {
     r.train_loss = rows.back().train_loss;
     r.train_accuracy = rows.back().train_accuracy;
-    r.test_accuracy = rows.back().test_accuracy;
+    for (auto it = rows.rbegin(); it != rows.rend(); ++it)  // the last evaluated epoch (--eval-every)
+      if (!std::isnan(it->test_accuracy)) {
+        r.test_accuracy = it->test_accuracy;
+        break;
+      }
   }
   r.best_test_accuracy = best_acc;
   r.seconds = seconds_since(t_start);

@@ -9,10 +9,10 @@
 //                          after every epoch and on Ctrl-C (what --resume continues from)
 //   best.safetensors       the model with the best test accuracy so far (PyTorch state_dict
 //                          names only: loads with safetensors.torch.load_file)
-// The airbench model's whitening stem is set from the first 5000 training images before the
-// first step (FastCifar::init_whitening).
 //   curves.svg             loss and accuracy per epoch
 // Every file is written atomically (temporary file, then rename).
+// Before the first step of a new run, the airbench model's whitening stem is set from the first
+// 5000 images of the training pool (all images, or the --subset; FastCifar::init_whitening).
 #pragma once
 
 #include <atomic>
@@ -35,12 +35,12 @@ struct TrainConfig {
   double momentum = 0.9;
   bool nesterov = true;
   double weight_decay = 5e-4;
-  std::string schedule = "cosine";   // constant | step | cosine | onecycle
+  std::string schedule = "cosine";   // constant | step | cosine | onecycle | linear
   double warmup_epochs = 2;
   double label_smoothing = 0.1;
   std::string augment = "crop,flip"; // any of crop (or translate), flip, cutout, mixup, cutmix; or none
   double bn_lr_scale = 1;            // BatchNorm parameters: lr times this, weight decay divided by it
-  bool lookahead = false;            // airbench's Lookahead: every 5 steps, decay 0.95^5 * progress^3
+  bool lookahead = false;            // airbench's Lookahead: from 30% of the run, every 5 steps, decay 0.95^5 * progress^3
   std::string tta = "none";          // test-time augmentation of the evaluations: none, flip, translate
   int64_t eval_every = 1;            // evaluate every this many epochs (0: only after the last)
   uint64_t seed = 0;
@@ -56,13 +56,19 @@ struct TrainResult {
   int64_t epochs_done = 0;
   double train_loss = 0;             // of the last epoch
   double train_accuracy = 0;
-  double test_accuracy = 0;          // after the last epoch
+  double test_accuracy = 0;          // after the last evaluated epoch
   double best_test_accuracy = 0;
   double seconds = 0;                // wall time of this invocation, evaluation included
   double train_images_per_second = 0;
   double data_wait_seconds = 0;      // time the training loop waited for batches
   bool interrupted = false;          // stopped by Ctrl-C (or stop flag) with a resumable checkpoint
 };
+
+class Module;
+class Optimizer;
+// --bn-lr-scale: every BatchNorm2d parameter of `model` among the optimizer's gets lr * scale
+// and weight_decay / scale (airbench's bias_scaler; the decay per step stays the same).
+void scale_batch_norm_params(Module& model, Optimizer& opt, double scale);
 
 // `stop` may be set from a signal handler: the loop finishes the current step, writes
 // last.safetensors and returns with interrupted = true.

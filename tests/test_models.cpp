@@ -453,6 +453,13 @@ TEST_CASE("models: airbench's whitening stem decorrelates 2x2 patches of the dat
       INFO("channels " << a << ", " << b);
       CHECK(m / static_cast<double>(N * P) == Approx(a == b ? 1.0 : 0.0).margin(2e-3));
     }
+  // Largest eigenvalue first: filter k has norm 1 / sqrt(λ_k + eps), so the norms grow with k.
+  auto norm = [&](int64_t k) {
+    double n2 = 0;
+    for (int64_t d = 0; d < 12; ++d) n2 += net->stem->weight.at(k * 12 + d) * net->stem->weight.at(k * 12 + d);
+    return std::sqrt(n2);
+  };
+  for (int64_t k = 1; k < 12; ++k) CHECK(norm(k) >= norm(k - 1));
   // Filters 12..23 are the negatives of 0..11.
   for (int64_t i = 0; i < 12 * 12; ++i) CHECK(net->stem->weight.at(12 * 12 + i) == -net->stem->weight.at(i));
   CHECK_THROWS_WITH(net->init_whitening(Tensor::zeros({2, 1, 8, 8})), Catch::Contains("expected f32 images (N,3,H,W)"));

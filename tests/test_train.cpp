@@ -17,6 +17,7 @@
 #include "data/loader.h"
 #include "engine/checkpoint.h"
 #include "engine/evaluation.h"
+#include "engine/optim.h"
 #include "models/zoo.h"
 #include "engine/trainer.h"
 
@@ -213,7 +214,7 @@ TEST_CASE("eval: test-time augmentation averages the logits of the mirrored and 
   set.num_classes = 10;
   auto reflect = [](int64_t i) { return i < 0 ? -i : (i > 31 ? 62 - i : i); };
   auto mirror = [](int64_t h, int64_t w) { return std::pair<int64_t, int64_t>{h, 31 - w}; };
-  // Moved one pixel up-left (out[h][w] = in[h-1][w-1]) and down-right, borders reflected; and mirrored.
+  // Moved one pixel down-right (out[h][w] = in[h-1][w-1]) and up-left, borders reflected; and mirrored.
   auto up_left = [&](int64_t h, int64_t w) { return std::pair<int64_t, int64_t>{reflect(h - 1), reflect(w - 1)}; };
   auto down_right = [&](int64_t h, int64_t w) { return std::pair<int64_t, int64_t>{reflect(h + 1), reflect(w + 1)}; };
   auto mirrored_then = [&](auto shift) {
@@ -256,7 +257,11 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
   c.eval_size = 16;
   c.threads = 1;
   SECTION("small_cnn, the defaults") {}
+  int64_t total_steps = 10;
   SECTION("airbench: whitening, Lookahead (slow weights in the checkpoint), BatchNorm lr scale, no evaluation") {
+    // 6 steps per epoch: Lookahead starts at step 5 and resets the model at the end of each epoch.
+    c.batch_size = 12;
+    total_steps = 12;
     c.model = "airbench";
     c.lookahead = true;
     c.bn_lr_scale = 8;
@@ -268,7 +273,7 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
 
   c.out = (dir.path / "continuous").string();
   TrainResult whole = train(c, log, false);
-  CHECK(whole.steps == 10);
+  CHECK(whole.steps == total_steps);
 
   c.out = (dir.path / "stopped").string();
   c.max_steps = 7;  // stop inside the second epoch
@@ -277,7 +282,7 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
   c.max_steps = 0;
   c.resume = true;
   TrainResult second = train(c, log, false);
-  CHECK(second.steps == 10);
+  CHECK(second.steps == total_steps);
 
   NamedTensors x = load_safetensors((dir.path / "continuous/last.safetensors").string());
   NamedTensors y = load_safetensors((dir.path / "stopped/last.safetensors").string());
@@ -287,6 +292,23 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
     CHECK(x[i].first == y[i].first);
     CHECK(x[i].second.to_vector() == y[i].second.to_vector());
   }
+}
+
+TEST_CASE("train: --bn-lr-scale scales exactly the BatchNorm parameters", "[train]") {
+  auto net = make_model("resnet20", 10);
+  SGD opt(net->parameters(), 0.1, 0.9, true, 5e-4);
+  scale_batch_norm_params(*net, opt, 64);
+  const NamedTensors named = net->named_parameters();
+  REQUIRE(named.size() == opt.params().size());
+  int64_t scaled = 0;
+  for (size_t i = 0; i < named.size(); ++i) {
+    INFO(named[i].first);
+    const bool bn = named[i].first.find("bn") != std::string::npos;  // akamaster's names: bn1, layer1.0.bn2, ...
+    CHECK(opt.lr_scale(i) == (bn ? 64.0 : 1.0));
+    CHECK(opt.weight_decay_scale(i) == (bn ? 1.0 / 64 : 1.0));
+    scaled += bn;
+  }
+  CHECK(scaled == 2 * 19);  // weight and bias of 19 BatchNorms
 }
 
 TEST_CASE("train: bad flags and missing data give clear errors", "[train]") {
@@ -307,6 +329,15 @@ TEST_CASE("train: bad flags and missing data give clear errors", "[train]") {
   bad = c;
   bad.epochs = 0;
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--epochs must be at least 1"));
+  bad = c;
+  bad.bn_lr_scale = 0;
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--bn-lr-scale must be positive"));
+  bad = c;
+  bad.eval_every = -1;
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--eval-every must not be negative"));
+  bad = c;
+  bad.tta = "rotate";
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--tta: unknown test-time augmentation 'rotate'"));
   bad = c;
   bad.data_dir = (dir.path / "nowhere").string();
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("nowhere"));
