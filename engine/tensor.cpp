@@ -64,7 +64,9 @@ static constexpr size_t kAlign = 64;
 // up to cache_max() bytes in total; past that, the smallest cached blocks go back to the system
 // first (a training step's working set is a few large sizes that come back every step). The
 // limit is a quarter of the machine's memory, at least 2 GiB: airbench at batch 1024 keeps
-// about 2.5 GB of activations and gradients alive (its resident size), more than a fixed 2 GiB.
+// about 2.5 GB of activations and gradients alive (its resident size), more than a fixed 2 GiB
+// (5 steps with a 2 GiB limit: 54.2 and 53.4 s, 1.42 M page faults, 13-16 s in the kernel; with
+// this one: 49.3 and 48.5 s, 1.07 M faults, 8 s; alternating, same build otherwise).
 namespace {
 constexpr size_t kCacheMin = size_t{1} << 20;
 
