@@ -237,7 +237,19 @@ const std::shared_ptr<Module>& Sequential::operator[](size_t i) const {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (const auto& [name, module] : named_children()) y = module->forward(y);
+  const auto& children = named_children();
+  for (size_t i = 0; i < children.size(); ++i) {
+    // A BatchNorm2d followed by a ReLU (VGG's features) runs as one op, batch_norm2d's fused
+    // ReLU: the same values, one pass over memory fewer each way. The modules stay as they are,
+    // so the state_dict and the summary do not change.
+    auto* bn = dynamic_cast<BatchNorm2d*>(children[i].second.get());
+    if (bn && i + 1 < children.size() && dynamic_cast<ReLU*>(children[i + 1].second.get())) {
+      y = bn->forward_relu(y);
+      ++i;
+      continue;
+    }
+    y = children[i].second->forward(y);
+  }
   return y;
 }
 

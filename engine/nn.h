@@ -209,7 +209,8 @@ class Dropout : public Module {
 };
 
 // Runs its children in order; they are named "0", "1", ... as in PyTorch. An empty Sequential
-// is the identity (the shortcut of a ResNet block that keeps its shape).
+// is the identity (the shortcut of a ResNet block that keeps its shape). A BatchNorm2d directly
+// followed by a ReLU runs as one fused op (BatchNorm2d::forward_relu).
 class Sequential : public Module {
  public:
   Sequential() = default;

@@ -253,6 +253,44 @@ TEST_CASE("nn: BatchNorm2d uses batch statistics in training, running ones in ev
   }
 }
 
+TEST_CASE("nn: BatchNorm2d then ReLU, fused (forward_relu, Sequential) equals the two ops", "[nn]") {
+  // Three ways to compute relu(bn(x)) with three BatchNorms of the same state: the two ops,
+  // forward_relu, and a Sequential(BatchNorm2d, ReLU) (which fuses the pair). Same outputs, same
+  // gradients for x, weight and bias, same running statistics.
+  Tensor x0 = random_normal({4, 3, 5, 5}, 11);
+  auto a = std::make_shared<BatchNorm2d>(3), b = std::make_shared<BatchNorm2d>(3), c = std::make_shared<BatchNorm2d>(3);
+  for (auto* bn : {a.get(), b.get(), c.get()}) {
+    bn->weight.copy_(Tensor::from({3}, {1.5, -0.5, 1.0}));
+    bn->bias.copy_(Tensor::from({3}, {0.2, 0.1, -0.3}));
+  }
+  Sequential seq(c, std::make_shared<ReLU>());
+  Tensor xa = x0.clone().set_requires_grad(), xb = x0.clone().set_requires_grad(), xc = x0.clone().set_requires_grad();
+  Tensor r = random_normal({4, 3, 5, 5}, 12);
+  Tensor ya = relu((*a)(xa)), yb = b->forward_relu(xb), yc = seq(xc);
+  int64_t clamped = 0;
+  for (int64_t i = 0; i < ya.numel(); ++i) {
+    CHECK(yb.at(i) == Approx(ya.at(i)).margin(1e-6));
+    CHECK(yc.at(i) == Approx(ya.at(i)).margin(1e-6));
+    clamped += ya.at(i) == 0;
+  }
+  CHECK(clamped > 20);  // the ReLU does something: about half of the 300 values
+  sum(mul(ya, r)).backward();
+  sum(mul(yb, r)).backward();
+  sum(mul(yc, r)).backward();
+  for (int64_t i = 0; i < x0.numel(); ++i) {
+    CHECK(xb.grad().at(i) == Approx(xa.grad().at(i)).margin(1e-5));
+    CHECK(xc.grad().at(i) == Approx(xa.grad().at(i)).margin(1e-5));
+  }
+  for (int64_t k = 0; k < 3; ++k) {
+    CHECK(b->weight.grad().at(k) == Approx(a->weight.grad().at(k)).margin(1e-5));
+    CHECK(c->bias.grad().at(k) == Approx(a->bias.grad().at(k)).margin(1e-5));
+    CHECK(c->running_mean.at(k) == Approx(a->running_mean.at(k)).margin(1e-6));
+    CHECK(b->running_var.at(k) == Approx(a->running_var.at(k)).margin(1e-6));
+  }
+  CHECK(b->num_batches_tracked.item() == 1);
+  CHECK(c->num_batches_tracked.item() == 1);
+}
+
 TEST_CASE("nn: train() and eval() reach every descendant", "[nn]") {
   BasicBlock block(4, 8, 2);
   block.eval();
