@@ -54,10 +54,8 @@ struct EvalOptions {
 // checkpoint's metadata.
 static void run_eval(const EvalOptions& o) {
   std::map<std::string, std::string> meta;
-  NamedTensors saved = load_safetensors(o.checkpoint, &meta), weights;
-  for (auto& [name, t] : saved)
-    // last.safetensors also holds the optimizer's state and Lookahead's slow weights
-    if (name.rfind("optimizer.", 0) != 0 && name.rfind("lookahead.", 0) != 0) weights.emplace_back(name, t);
+  // last.safetensors also holds the optimizer's state and Lookahead's slow weights: the model part only.
+  const NamedTensors weights = split_train_checkpoint(load_safetensors(o.checkpoint, &meta)).model;
   std::string model = o.model, dataset = o.dataset;
   if (meta.count("config")) {
     const auto config = nlohmann::json::parse(meta["config"]);

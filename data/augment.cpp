@@ -19,11 +19,10 @@ Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng, 
   Tensor out = Tensor::zeros(images.shape(), DType::u8);
   const uint8_t* x = images.data<uint8_t>();
   uint8_t* y = out.data<uint8_t>();
-  // A source coordinate outside [0, n): reflected about the edge pixel (-1 -> 1, n -> n-2), or -1 for "zero".
+  // A source coordinate outside [0, n): reflected (reflect_index), or -1 for "zero".
   auto source = [reflect](int64_t i, int64_t n) -> int64_t {
     if (i >= 0 && i < n) return i;
-    if (!reflect) return -1;
-    return i < 0 ? -i : 2 * n - 2 - i;
+    return reflect ? reflect_index(i, n) : -1;
   };
   for (int64_t n = 0; n < N; ++n) {
     // The crop of the padded image starting at (dy, dx) reads source pixel (h + dy - pad, w + dx - pad).

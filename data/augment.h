@@ -23,6 +23,10 @@
 
 namespace edl {
 
+// Index i of a row of n pixels reflected about the edge pixels, as PyTorch's F.pad mode
+// 'reflect': -1 -> 1, -2 -> 2, n -> n-2 (for -n < i < 2n-1).
+inline int64_t reflect_index(int64_t i, int64_t n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); }
+
 // u8 (N,C,H,W) -> u8 (N,C,H,W): each image shifted by up to `pad` pixels and mirrored
 // left-right with probability 1/2 when `flip`. The pixels shifted in are 0, or with `reflect`
 // the image reflected about its edge pixels (PyTorch's F.pad mode 'reflect'; pad < H, W).

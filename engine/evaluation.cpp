@@ -6,6 +6,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "data/augment.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
 
@@ -28,13 +29,12 @@ Tensor translate_reflect(const Tensor& images, int64_t dy, int64_t dx) {
   const int64_t H = images.dim(2), W = images.dim(3), planes = images.dim(0) * images.dim(1);
   EDL_CHECK(std::abs(dy) < H && std::abs(dx) < W, "translate_reflect: a shift of ({}, {}) does not fit {}x{} images", dy,
             dx, H, W);
-  auto reflect = [](int64_t i, int64_t n) { return i < 0 ? -i : (i >= n ? 2 * n - 2 - i : i); };
   Tensor out = Tensor::empty(images.shape(), images.dtype());
   const float* src = images.data<float>();
   float* dst = out.data<float>();
   for (int64_t p = 0; p < planes; ++p)
     for (int64_t h = 0; h < H; ++h)
-      for (int64_t w = 0; w < W; ++w) dst[(p * H + h) * W + w] = src[(p * H + reflect(h + dy, H)) * W + reflect(w + dx, W)];
+      for (int64_t w = 0; w < W; ++w) dst[(p * H + h) * W + w] = src[(p * H + reflect_index(h + dy, H)) * W + reflect_index(w + dx, W)];
   return out;
 }
 

@@ -182,8 +182,20 @@ std::string curves_svg(const std::vector<EpochRow>& rows, const std::string& tit
 }
 
 constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr const char* kLookaheadPrefix = "lookahead.";
 
 }  // namespace
+
+TrainCheckpoint split_train_checkpoint(const NamedTensors& saved) {
+  TrainCheckpoint parts;
+  auto starts = [](const std::string& name, const char* prefix) { return name.rfind(prefix, 0) == 0; };
+  for (const auto& [name, t] : saved) {
+    if (starts(name, kOptimizerPrefix)) parts.optimizer.emplace_back(name.substr(std::strlen(kOptimizerPrefix)), t);
+    else if (starts(name, kLookaheadPrefix)) parts.lookahead.emplace_back(name.substr(std::strlen(kLookaheadPrefix)), t);
+    else parts.model.emplace_back(name, t);
+  }
+  return parts;
+}
 
 TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std::atomic<bool>* stop) {
   validate(c);
@@ -247,19 +259,13 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   namespace fs = std::filesystem;
   fs::create_directories(c.out);
   const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
-  constexpr const char* kLookaheadPrefix = "lookahead.";
   int64_t step = 0;
   double best_acc = 0;
   std::vector<EpochRow> rows;
   if (c.resume) {
     EDL_CHECK(fs::exists(last_path), "--resume: no checkpoint to resume from at {}", last_path);
     std::map<std::string, std::string> meta;
-    NamedTensors saved = load_safetensors(last_path, &meta), model_part, optim_part, lookahead_part;
-    for (auto& [name, t] : saved) {
-      if (name.rfind(kOptimizerPrefix, 0) == 0) optim_part.emplace_back(name.substr(std::strlen(kOptimizerPrefix)), t);
-      else if (name.rfind(kLookaheadPrefix, 0) == 0) lookahead_part.emplace_back(name.substr(std::strlen(kLookaheadPrefix)), t);
-      else model_part.emplace_back(name, t);
-    }
+    const TrainCheckpoint saved = split_train_checkpoint(load_safetensors(last_path, &meta));
     EDL_CHECK(meta.count("step") && meta.count("config"), "--resume: {} has no training position (not written by edl train)",
               last_path);
     const nlohmann::json was = nlohmann::json::parse(meta["config"]);
@@ -272,9 +278,9 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
       EDL_CHECK(before == config_json(c)[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key,
                 before.dump(), config_json(c)[key].dump());
     }
-    model->load_state_dict(model_part);
-    opt->load_state(optim_part);
-    if (lookahead) lookahead->load_state(lookahead_part);
+    model->load_state_dict(saved.model);
+    opt->load_state(saved.optimizer);
+    if (lookahead) lookahead->load_state(saved.lookahead);
     step = std::stoll(meta["step"]);
     best_acc = std::stod(meta.at("best_test_accuracy"));
     if (fs::exists(c.out + "/metrics.jsonl")) {  // the epochs already done, for the curves
@@ -316,8 +322,9 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
       const std::string test_acc = std::isnan(r.test_accuracy) ? "" : fmt::format("{:.6f}", r.test_accuracy);
       csv += fmt::format("{},{:.6f},{:.6f},{},{:.6g},{:.2f},{:.1f},{:.2f}\n", r.epoch, r.train_loss, r.train_accuracy,
                          test_acc, r.lr, r.seconds, r.images_per_second, r.data_wait);
+      const nlohmann::json test_json = std::isnan(r.test_accuracy) ? nlohmann::json() : nlohmann::json(r.test_accuracy);
       jsonl += nlohmann::json{{"epoch", r.epoch},       {"train_loss", r.train_loss},
-                              {"train_accuracy", r.train_accuracy}, {"test_accuracy", std::isnan(r.test_accuracy) ? nlohmann::json() : nlohmann::json(r.test_accuracy)},
+                              {"train_accuracy", r.train_accuracy}, {"test_accuracy", test_json},
                               {"lr", r.lr},             {"seconds", r.seconds},
                               {"images_per_second", r.images_per_second}, {"data_wait_seconds", r.data_wait}}
                    .dump() +
@@ -428,10 +435,9 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     }
     save_last(step);
     write_metrics();
-    const std::string test_part =
-        evaluate ? fmt::format("test acc {:5.2f}%{}{}", 100 * acc, tta == Tta::none ? "" : fmt::format(" (tta {}, {:.0f}s)", c.tta, eval_seconds),
-                               best ? " (best)" : "")
-                 : std::string("(not evaluated)");
+    const std::string tta_part = tta == Tta::none ? "" : fmt::format(" (tta {}, {:.0f}s)", c.tta, eval_seconds);
+    const std::string test_part = evaluate ? fmt::format("test acc {:5.2f}%{}{}", 100 * acc, tta_part, best ? " (best)" : "")
+                                           : std::string("(not evaluated)");
     log << fmt::format("epoch {:>3}/{}  train loss {:.4f}  train acc {:5.2f}%  {}  {:.0f}s  "
                        "({:.0f} img/s, waited {:.1f}s for data)\n",
                        epoch + 1, c.epochs, loss_sum / seen, 100 * correct / seen, test_part, epoch_seconds,

@@ -20,6 +20,8 @@
 #include <iosfwd>
 #include <string>
 
+#include "engine/tensor.h"
+
 namespace edl {
 
 struct TrainConfig {
@@ -63,6 +65,14 @@ struct TrainResult {
   double data_wait_seconds = 0;      // time the training loop waited for batches
   bool interrupted = false;          // stopped by Ctrl-C (or stop flag) with a resumable checkpoint
 };
+
+// The parts of a last.safetensors: the model's state_dict, the optimizer's state (entries
+// "optimizer.<name>", split off without the prefix) and Lookahead's slow weights ("lookahead.").
+// edl eval uses the model part alone.
+struct TrainCheckpoint {
+  NamedTensors model, optimizer, lookahead;
+};
+TrainCheckpoint split_train_checkpoint(const NamedTensors& saved);
 
 class Module;
 class Optimizer;

@@ -6,6 +6,7 @@
 // Variants: reference, simd (f32: per-plane loops on SIMD registers, threads over channels).
 #include <cmath>
 
+#include "kernels/activation/activation_reference.h"
 #include "kernels/batch_norm2d/batch_norm2d_reference.h"
 #include "kernels/batch_norm2d/batch_norm2d_simd.h"
 #include "kernels/common/op_util.h"
@@ -82,7 +83,7 @@ OpDef make_batch_norm2d() {
       }
       batch_norm2d_forward_reference(x.data<T>(), c.inputs[1].data<T>(), c.inputs[2].data<T>(), mean.data<T>(),
                                      invstd.data<T>(), y.data<T>(), N, C, HW);
-      if (c.attrs.i("relu", 0)) batch_norm2d_relu_reference(y.data<T>(), y.numel());
+      if (c.attrs.i("relu", 0)) relu_forward_reference(y.data<T>(), y.data<T>(), y.numel());  // in place
     });
     c.saved = {mean, invstd};
     return y;
@@ -95,8 +96,9 @@ OpDef make_batch_norm2d() {
       using T = decltype(t);
       Tensor dy = c.dy;
       if (c.attrs.i("relu", 0)) {  // the ReLU's backward first, then the norm's on its result
-        dy = Tensor::empty(c.dy.shape(), c.dy.dtype());
-        batch_norm2d_relu_mask_reference(c.y.data<T>(), c.dy.data<T>(), dy.data<T>(), dy.numel());
+        // relu(v) > 0 exactly where v > 0, so the ReLU's output y serves as its input here.
+        dy = Tensor::zeros(c.dy.shape(), c.dy.dtype());  // the reference kernel accumulates
+        relu_backward_reference(c.y.data<T>(), c.y.data<T>(), c.dy.data<T>(), dy.data<T>(), dy.numel());
       }
       batch_norm2d_backward_reference(x.data<T>(), c.inputs[1].data<T>(), c.saved[0].data<T>(), c.saved[1].data<T>(),
                                       dy.data<T>(), ptr_or_null<T>(g[0]), ptr_or_null<T>(g[1]), ptr_or_null<T>(g[2]),

@@ -11,8 +11,9 @@
 //   dx = invstd / M * (M g - sum(g) - xhat sum(g xhat))
 //   dgamma = sum(dy xhat),   dbeta = sum(dy)
 // In eval mean and var are constants, so dx = g invstd. The backward kernel accumulates (+=).
-// Fused with a ReLU (attribute relu = 1): y = max(bn(x), 0), and backward first keeps dy only
-// where y > 0 (batch_norm2d_relu_mask_reference), then runs the formulas above.
+// Fused with a ReLU (attribute relu = 1): the op definition composes these kernels with the
+// ReLU's own reference kernels (kernels/activation/activation_reference.h): y = relu(bn(x)), and
+// backward first keeps dy only where y > 0, then runs the formulas above.
 //
 // Tested by: ctest -R 'op\.batch_norm2d'     Benchmarked by: build/bench/edl_bench --benchmark_filter='^batch_norm2d/'
 #pragma once
@@ -55,18 +56,6 @@ void batch_norm2d_forward_reference(const T* x, const T* gamma, const T* beta, c
       const T scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
       for (int64_t i = 0; i < HW; ++i) y[(n * C + c) * HW + i] = x[(n * C + c) * HW + i] * scale + shift;
     }
-}
-
-// y = max(y, 0) in place, the ReLU of a fused op.
-template <typename T>
-void batch_norm2d_relu_reference(T* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0 ? y[i] : T(0);
-}
-
-// The ReLU's backward: dy where the output y is positive, else 0 (PyTorch's value at the kink).
-template <typename T>
-void batch_norm2d_relu_mask_reference(const T* y, const T* dy, T* masked, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) masked[i] = y[i] > 0 ? dy[i] : T(0);
 }
 
 template <typename T>

@@ -139,7 +139,7 @@ inline Vec batch_norm2d_masked_dy(const float* gp, const float* yp, int64_t i) {
   const Vec zero(0.0f);
   return xsimd::select(Vec::load_unaligned(yp + i) > zero, g, zero);
 }
-inline float batch_norm2d_masked_dy(const float* gp, const float* yp, int64_t i, float) {
+inline float batch_norm2d_masked_dy_scalar(const float* gp, const float* yp, int64_t i) {
   return !yp || yp[i] > 0 ? gp[i] : 0.0f;
 }
 
@@ -160,7 +160,7 @@ inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, 
   }
   sum_dy = xsimd::hadd(s0 + s1), sum_dy_xc = xsimd::hadd(sx0 + sx1);
   for (int64_t i = n_vec; i < n; ++i) {
-    const float g = batch_norm2d_masked_dy(gp, yp, i, 0.0f);
+    const float g = batch_norm2d_masked_dy_scalar(gp, yp, i);
     sum_dy += g;
     sum_dy_xc += g * (xp[i] - mu);
   }
@@ -200,7 +200,7 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
         const Vec d = xsimd::fma(av, batch_norm2d_masked_dy(gp, yp, i), xsimd::fma(bv, Vec::load_unaligned(xp + i), kv));
         d.store_unaligned(dxp + i);
       }
-      for (int64_t i = n_vec; i < HW; ++i) dxp[i] = af * batch_norm2d_masked_dy(gp, yp, i, 0.0f) + bf * xp[i] + kf;
+      for (int64_t i = n_vec; i < HW; ++i) dxp[i] = af * batch_norm2d_masked_dy_scalar(gp, yp, i) + bf * xp[i] + kf;
     }
   }
 }
