@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train_cmd->add_option("--label-smoothing", tc.label_smoothing, "label smoothing")->capture_default_str();
   train_cmd->add_option("--augment", tc.augment,
-                        "comma-separated: crop (or translate: pad 2, reflected), flip, cutout, mixup, cutmix; or none")
+                        "comma-separated: crop (or translate: pad 2, reflected), flip (or altflip: each image the other way every epoch), cutout, mixup, cutmix; or none")
       ->capture_default_str();
   train_cmd->add_option("--subset", tc.subset, "train on this many random training images (0: all)")->capture_default_str();
   train_cmd->add_option("--eval-size", tc.eval_size, "evaluate on this many test images (0: all)")->capture_default_str();

@@ -43,6 +43,24 @@ Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng, 
   return out;
 }
 
+bool alternating_flip(uint64_t seed, int64_t index, int64_t epoch) {
+  const bool coin = (splitmix64(splitmix64(seed ^ 0xf11b) ^ static_cast<uint64_t>(index)) >> 63) != 0;
+  return coin != (epoch % 2 == 1);
+}
+
+void mirror_images_(Tensor& images, const std::vector<bool>& mirror) {
+  EDL_CHECK(images.dtype() == DType::u8 && images.ndim() == 4, "mirror_images_: expected u8 (N,C,H,W) images, got {} {}",
+            dtype_name(images.dtype()), shape_str(images.shape()));
+  EDL_CHECK(static_cast<int64_t>(mirror.size()) == images.dim(0), "mirror_images_: {} flags for {} images", mirror.size(),
+            images.dim(0));
+  const int64_t rows = images.dim(1) * images.dim(2), W = images.dim(3);
+  for (int64_t n = 0; n < images.dim(0); ++n) {
+    if (!mirror[static_cast<size_t>(n)]) continue;
+    uint8_t* x = images.data<uint8_t>() + n * rows * W;
+    for (int64_t r = 0; r < rows; ++r) std::reverse(x + r * W, x + (r + 1) * W);
+  }
+}
+
 void cutout_(Tensor& images, int64_t size, Rng& rng) {
   EDL_CHECK(images.dtype() == DType::f32 && images.ndim() == 4, "cutout: expected f32 (N,C,H,W) images, got {} {}",
             dtype_name(images.dtype()), shape_str(images.shape()));
@@ -160,16 +178,18 @@ AugmentConfig AugmentConfig::parse(const std::string& list) {
     if (item == "crop") a.crop = true;
     else if (item == "translate") a.crop_reflect = true;
     else if (item == "flip") a.flip = true;
+    else if (item == "altflip") a.alt_flip = true;
     else if (item == "cutout") a.cutout = true;
     else if (item == "mixup") a.mixup = true;
     else if (item == "cutmix") a.cutmix = true;
     else
-      throw Error(fmt::format("unknown augmentation '{}' in '{}' (known: crop, translate, flip, cutout, mixup, cutmix, none)",
+      throw Error(fmt::format("unknown augmentation '{}' in '{}' (known: crop, translate, flip, altflip, cutout, mixup, cutmix, none)",
                               item, list));
   }
   EDL_CHECK(!(a.crop && a.crop_reflect), "augmentations crop and translate are exclusive: pick one");
   if (a.crop_reflect) a.crop = true, a.crop_padding = 2;
   EDL_CHECK(!(a.mixup && a.cutmix), "augmentations mixup and cutmix are exclusive: pick one");
+  EDL_CHECK(!(a.flip && a.alt_flip), "augmentations flip and altflip are exclusive: pick one");
   return a;
 }
 
@@ -177,6 +197,7 @@ std::string AugmentConfig::str() const {
   std::vector<std::string> v;
   if (crop) v.push_back(crop_reflect ? "translate" : "crop");
   if (flip) v.push_back("flip");
+  if (alt_flip) v.push_back("altflip");
   if (cutout) v.push_back("cutout");
   if (mixup) v.push_back("mixup");
   if (cutmix) v.push_back("cutmix");

@@ -12,11 +12,16 @@
 // mixup and cutmix produce soft targets (N,K); cross_entropy with soft targets is linear in the
 // target, so its loss is exactly λ CE(y) + (1-λ) CE(y[perm]), the interpolated loss of the papers.
 //
+//   altflip           airbench's alternating flip (Jordan 2024, arXiv:2404.00498, section 3.6):
+//                     each image mirrored by a seeded coin in the first epoch and then the
+//                     other way in every odd epoch, so that any two epochs in a row show it
+//                     both ways — random flips repeat an orientation half the time
 // Every function takes the generator it draws from, so a batch is a pure function of its seed.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/random.h"
 #include "engine/tensor.h"
@@ -31,6 +36,13 @@ inline int64_t reflect_index(int64_t i, int64_t n) { return i < 0 ? -i : (i >= n
 // left-right with probability 1/2 when `flip`. The pixels shifted in are 0, or with `reflect`
 // the image reflected about its edge pixels (PyTorch's F.pad mode 'reflect'; pad < H, W).
 Tensor random_crop_flip(const Tensor& images, int64_t pad, bool flip, Rng& rng, bool reflect = false);
+
+// Whether the alternating flip mirrors training image `index` in `epoch` (counted from 0): a
+// coin seeded by (seed, index) in even epochs, its opposite in odd ones.
+bool alternating_flip(uint64_t seed, int64_t index, int64_t epoch);
+
+// In place on u8 (N,C,H,W): mirrors image n left-right where mirror[n] is true.
+void mirror_images_(Tensor& images, const std::vector<bool>& mirror);
 
 // In place on f32 (N,C,H,W): one size×size square per image, centred anywhere in the image
 // (so it may be partly outside), set to 0.
@@ -47,10 +59,12 @@ double mixup_(Tensor& images, Tensor& targets, double alpha, Rng& rng);
 double cutmix_(Tensor& images, Tensor& targets, double alpha, Rng& rng);
 
 // Which augmentations a run uses, parsed from "crop,flip,cutout,mixup,cutmix" (any subset;
-// "none" or "" for none); "translate" is airbench's crop: padding 2, reflected (not with crop).
+// "none" or "" for none); "translate" is airbench's crop: padding 2, reflected (not with crop);
+// "altflip" is the alternating flip (not with flip).
 // An unknown name is an error listing the known ones.
 struct AugmentConfig {
   bool crop = false, flip = false, cutout = false, mixup = false, cutmix = false;
+  bool alt_flip = false;      // "altflip"; not with flip
   bool crop_reflect = false;  // set by "translate"
   int64_t crop_padding = 4, cutout_size = 16;
   double mix_alpha = 1.0;  // Beta(α, α) for mixup and cutmix

@@ -53,6 +53,12 @@ Batch BatchLoader::make(int64_t epoch, int64_t index) const {
 
   Rng rng(splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(epoch))) ^ splitmix64(static_cast<uint64_t>(index) + 7));
   if (augment_.crop || augment_.flip) u8 = random_crop_flip(u8, augment_.crop ? augment_.crop_padding : 0, augment_.flip, rng, augment_.crop_reflect);
+  if (augment_.alt_flip) {  // by the image's index in the set, not its place in the batch
+    std::vector<bool> mirror(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i)
+      mirror[static_cast<size_t>(i)] = alternating_flip(seed_, order[static_cast<size_t>(begin + i)], epoch);
+    mirror_images_(u8, mirror);
+  }
   b.images = normalize_images(u8, mean_, stddev_);
   if (augment_.cutout) cutout_(b.images, augment_.cutout_size, rng);
   if (augment_.mixup || augment_.cutmix) {

@@ -193,6 +193,52 @@ TEST_CASE("loader: batches are a pure function of (seed, epoch, index), prefetch
   CHECK(a1.labels.to_vector() != a.make(2, 0).labels.to_vector());  // another epoch, another order
 }
 
+TEST_CASE("augment: altflip shows each image both ways in any two epochs in a row", "[augment][loader]") {
+  TempDir dir;
+  write_fake_cifar10(dir.path, 20);
+  CifarSet set = load_cifar(dir.path.string(), "cifar10", true);
+  std::vector<int64_t> pool(100);
+  std::iota(pool.begin(), pool.end(), 0);
+  const AugmentConfig altflip = AugmentConfig::parse("altflip");
+  CHECK(altflip.str() == "altflip");
+  CHECK_THROWS_WITH(AugmentConfig::parse("flip,altflip"), Catch::Contains("exclusive"));
+  BatchLoader loader(set, pool, 20, altflip, kCifar10Mean, kCifar10Std, 3, true, true);
+  const Tensor plain = normalize_images(set.images, kCifar10Mean, kCifar10Std);
+  const Tensor mirrored = [&] {  // every image mirrored, by hand
+    Tensor m = plain.clone();
+    for (int64_t r = 0; r < m.numel() / 32; ++r) std::reverse(m.data<float>() + r * 32, m.data<float>() + (r + 1) * 32);
+    return m;
+  }();
+  // orientation[e][k]: +1 if epoch e showed image k as it is, -1 mirrored; each image must
+  // appear once per epoch and match one of the two exactly.
+  auto orientations = [&](int64_t epoch) {
+    std::vector<int> o(100, 0);
+    for (int64_t b = 0; b < loader.batches_per_epoch(); ++b) {
+      const Batch batch = loader.make(epoch, b);
+      for (int64_t i = 0; i < 20; ++i) {
+        const float* img = batch.images.data<float>() + i * 3072;
+        int found = 0;
+        for (int64_t k = 0; k < 100 && !found; ++k) {
+          if (std::equal(img, img + 3072, plain.data<float>() + k * 3072)) found = 1, o[static_cast<size_t>(k)] += 1;
+          else if (std::equal(img, img + 3072, mirrored.data<float>() + k * 3072)) found = 1, o[static_cast<size_t>(k)] -= 1;
+        }
+        CHECK(found);
+      }
+    }
+    return o;
+  };
+  const std::vector<int> e0 = orientations(0), e1 = orientations(1), e2 = orientations(2);
+  int mirrored_in_e0 = 0;
+  for (size_t k = 0; k < 100; ++k) {
+    CHECK(std::abs(e0[k]) == 1);
+    CHECK(e1[k] == -e0[k]);  // the other way in the next epoch
+    CHECK(e2[k] == e0[k]);
+    mirrored_in_e0 += e0[k] < 0;
+  }
+  CHECK(mirrored_in_e0 > 30);  // a fair coin per image: 50 ± 5 expected
+  CHECK(mirrored_in_e0 < 70);
+}
+
 // The set with every image's pixels rearranged: out[h][w] = in[map(h, w)].
 static CifarSet remapped(const CifarSet& set, const std::function<std::pair<int64_t, int64_t>(int64_t, int64_t)>& map) {
   CifarSet out = set;
