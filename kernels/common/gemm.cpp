@@ -125,8 +125,30 @@ void gemm_pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, f
 
 const char* gemm_ukernel_name() { return kGemmUkernelName.c_str(); }
 
+namespace {
+// The packer of gemm_f32: two strided matrices.
+class MatrixPacker final : public GemmPacker {
+ public:
+  MatrixPacker(MatrixView A, MatrixView B) : A_(A), B_(B) {}
+  void pack_a(int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) const override {
+    edl::pack_a(A_, i0, k0, mc, kc, ap);
+  }
+  void pack_b(int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp, int64_t p0, int64_t p1) const override {
+    edl::pack_b(B_, k0, j0, kc, nc, bp, p0, p1);
+  }
+
+ private:
+  MatrixView A_, B_;
+};
+}  // namespace
+
 void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float* C, int64_t ldc,
               const GemmEpilogue& ep) {
+  gemm_f32_packed(M, N, K, MatrixPacker(A, B), C, ldc, ep);
+}
+
+void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, float* C, int64_t ldc,
+                     const GemmEpilogue& ep) {
   if (M == 0 || N == 0) return;
   if (K == 0) {  // an empty sum: C = (accumulate ? C : 0), then the epilogue
     for (int64_t i = 0; i < M; ++i) {
@@ -164,13 +186,13 @@ void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = std::min(KC, K - pc);
         const bool first = pc == 0, last = pc + kc == K;
-        pack_b(B, pc, jc, kc, nc, bp, n_panels * t / T, n_panels * (t + 1) / T);
+        packer.pack_b(pc, jc, kc, nc, bp, n_panels * t / T, n_panels * (t + 1) / T);
 #pragma omp barrier
         int64_t packed_block = -1;
         for (int64_t task = task0; task < task1; ++task) {
           const int64_t ib = task / slices, sl = task % slices;
           const int64_t ic = ib * mcb, mc = std::min(mcb, M - ic);
-          if (ib != packed_block) pack_a(A, ic, pc, mc, kc, ap), packed_block = ib;
+          if (ib != packed_block) packer.pack_a(ic, pc, mc, kc, ap), packed_block = ib;
           for (int64_t jp = n_panels * sl / slices; jp < n_panels * (sl + 1) / slices; ++jp) {
             const int64_t jr = jp * kGemmNR, nr = std::min<int64_t>(kGemmNR, nc - jr);
             for (int64_t ir = 0; ir < mc; ir += kGemmMR) {

@@ -41,6 +41,30 @@ struct GemmEpilogue {
 void gemm_f32(int64_t M, int64_t N, int64_t K, MatrixView A, MatrixView B, float* C, int64_t ldc,
               const GemmEpilogue& epilogue = {});
 
+// Where the driver gets its packed operands. gemm_f32 packs strided matrices (MatrixView); an
+// operand that is not one — the column matrix of a convolution, which im2col would have to
+// write out first — can be packed straight from where its values live by a packer of its own
+// (conv2d_implicit.cpp). Both routines must write exactly the layout the micro-kernel reads:
+//   pack_a: the mc×kc block of A at (i0, k0) as micro-panels of MR rows; panel p holds, for each
+//           k, the MR values A[i0 + p*MR + r][k0 + k] (zeros past row mc) — gemm_pack_a below;
+//   pack_b: micro-panels p0 .. p1-1 of the kc×nc block of B at (k0, j0); panel p, at
+//           bp + p*kc*NR, holds for each k the NR values B[k0 + k][j0 + p*NR + c] (zeros past
+//           column nc).
+// The driver calls them from several threads at once, on disjoint buffers.
+class GemmPacker {
+ public:
+  virtual void pack_a(int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) const = 0;
+  virtual void pack_b(int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp, int64_t p0, int64_t p1) const = 0;
+
+ protected:
+  ~GemmPacker() = default;
+};
+
+// C (M,N) = (accumulate ? C : 0) + A·B with the epilogue, A and B as the packer supplies them;
+// the same loops, threads and determinism as gemm_f32.
+void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, float* C, int64_t ldc,
+                     const GemmEpilogue& epilogue = {});
+
 // For drivers of other kernels (conv2d_implicit.cpp): packs the mc×kc block of A at (i0, k0)
 // as micro-panels of MR rows; panel p holds, for each k, the MR values A[i0 + p*MR + r][k0 + k]
 // (zeros past the last row), which is what gemm_ukernel_f32 reads. One thread.

@@ -113,6 +113,9 @@ OpDef make_conv2d() {
         s("depthwise 3x3 s2 p0 bias", {2, 3, 7, 7}, 3, 3, 2, 0, 3, true),
         // 32 channels × 9 taps = 288 rows of col: two blocks of K for the rows read in place.
         s("3x3 wide rows, 288 = 256 + 32 taps", {2, 32, 5, 34}, 8, 3, 1, 1, 1, false, false),
+        // Rows of 15 pixels, one short of a panel: read in place all the same (one column of 16
+        // computed and dropped), in the forward pass and in dx as a convolution.
+        s("3x3 rows of 15", {2, 3, 15, 15}, 5, 3, 1, 1, 1, true),
         // im2col's backward multiplies several images at once on small maps (about 1024
         // columns, an even number of products): 69 images of 4×4 in products of 35 + 34, 5 of
         // 16×16 in 3 + 2 (one weight-gradient chunk of two products), 48 of 8×8 with groups in
@@ -130,6 +133,12 @@ OpDef make_conv2d() {
         s("3x3 maps, 35 images, groups=2", {35, 4, 3, 3}, 6, 3, 1, 1, 2, true, false),
         s("7x7 maps, 288 taps, 20 images", {20, 32, 7, 7}, 8, 3, 1, 1, 1, false, false),
         s("3x3 s2 on 9x9, 20 images", {20, 4, 9, 9}, 5, 3, 2, 1, 1, false, false),
+        // Wide layers take the weight gradient as one GEMM over the batch (128 output channels
+        // and 1024 taps per group and up): pixels of several images in one block of its depth,
+        // stride 2, groups.
+        s("128->128 3x3 maps, 5 images (dw as one GEMM)", {5, 128, 3, 3}, 128, 3, 1, 1, 1, true, false),
+        s("128->128 s2 on 5x5, 3 images (dw as one GEMM)", {3, 128, 5, 5}, 128, 3, 2, 1, 1, false, false),
+        s("groups=2 256->256 on 4x4 (dw as one GEMM)", {2, 256, 4, 4}, 256, 3, 1, 1, 2, false, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),

@@ -93,6 +93,92 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
   }
 }
 
+// ---- weight gradient as an implicit GEMM ---------------------------------------------------
+//
+//   dw[g] (OCG × CKK)  +=  dy[g] (OCG × N·P)  ·  col[g]ᵀ (N·P × CKK)
+//
+// The product's depth runs over every output pixel of every image, q = n*P + p, so that one
+// GEMM covers the whole batch and its depth is long (7×7 maps at batch 128: 6272) whatever the
+// map size. Neither operand is a strided matrix (dy's planes of one image are P apart, its
+// images OC*P; colᵀ exists only as x), so this packer fills the driver's panels from dy and x
+// themselves: no column matrix, and each value packed once per call.
+//   A panel, rows oc .. oc+MR-1:      ap[k][r]  = dy[n][g*OCG + oc + r][p]          (q = k0 + k)
+//   B panel, columns (c, kh, kw) ...: bp[k][j]  = x[n][g*CG + c][oh*s - pad + kh][ow*s - pad + kw]
+// with zeros where the window hangs over the padding. Pixels are walked one output row at a
+// time: along a row, a column of B is a (strided) piece of one image row.
+class WgradPacker final : public GemmPacker {
+ public:
+  WgradPacker(const float* x, const float* dy, const Conv2dShape& s, int64_t g) : x_(x), dy_(dy), s_(s), g_(g) {}
+
+  void pack_a(int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) const override {
+    const int64_t P = s_.OH * s_.OW, OCG = s_.OC / s_.groups;
+    for (int64_t i = 0; i < mc; i += kGemmMR, ap += kGemmMR * kc) {
+      const int64_t rows = std::min<int64_t>(kGemmMR, mc - i);
+      for (int64_t k = 0; k < kc;) {  // one image's pixels at a time
+        const int64_t n = (k0 + k) / P, p = (k0 + k) % P, len = std::min(kc - k, P - p);
+        for (int64_t r = 0; r < kGemmMR; ++r) {
+          float* d = ap + k * kGemmMR + r;
+          if (r >= rows) {
+            for (int64_t t = 0; t < len; ++t) d[t * kGemmMR] = 0.0f;
+            continue;
+          }
+          const float* src = dy_ + (n * s_.OC + g_ * OCG + i0 + i + r) * P + p;
+          for (int64_t t = 0; t < len; ++t) d[t * kGemmMR] = src[t];
+        }
+        k += len;
+      }
+    }
+  }
+
+  void pack_b(int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp, int64_t p0, int64_t p1) const override {
+    const int64_t KK = s_.KH * s_.KW, CG = s_.C / s_.groups, P = s_.OH * s_.OW;
+    for (int64_t pn = p0; pn < p1; ++pn)
+      for (int64_t j = 0; j < kGemmNR; ++j) {
+        float* d = bp + pn * kc * kGemmNR + j;  // d[k*NR]: column j of the panel
+        const int64_t col = pn * kGemmNR + j;
+        if (col >= nc) {
+          for (int64_t k = 0; k < kc; ++k) d[k * kGemmNR] = 0.0f;
+          continue;
+        }
+        const int64_t ckk = j0 + col, c = ckk / KK, kh = ckk % KK / s_.KW, kw = ckk % s_.KW;
+        int64_t n = k0 / P, oh = k0 % P / s_.OW, ow = k0 % s_.OW;
+        for (int64_t k = 0; k < kc;) {  // one output row (or what is left of it) at a time
+          const int64_t len = std::min(kc - k, s_.OW - ow);
+          const int64_t ih = oh * s_.stride - s_.padding + kh, iw0 = ow * s_.stride - s_.padding + kw;
+          int64_t lo = 0, hi = len;  // pixels lo .. hi-1 of the run read inside the image
+          if (ih < 0 || ih >= s_.H) {
+            hi = 0;
+          } else {
+            while (lo < hi && iw0 + lo * s_.stride < 0) ++lo;
+            while (hi > lo && iw0 + (hi - 1) * s_.stride >= s_.W) --hi;
+          }
+          const float* src = hi > lo ? x_ + ((n * s_.C + g_ * CG + c) * s_.H + ih) * s_.W + iw0 : nullptr;
+          float* dk = d + k * kGemmNR;
+          for (int64_t t = 0; t < lo; ++t) dk[t * kGemmNR] = 0.0f;
+          for (int64_t t = lo; t < hi; ++t) dk[t * kGemmNR] = src[t * s_.stride];
+          for (int64_t t = std::max(lo, hi); t < len; ++t) dk[t * kGemmNR] = 0.0f;
+          k += len, ow = 0;
+          if (++oh == s_.OH) oh = 0, ++n;
+        }
+      }
+  }
+
+ private:
+  const float* x_;
+  const float* dy_;
+  const Conv2dShape& s_;
+  int64_t g_;
+};
+
+// dw += the weight gradient, one implicit GEMM per group.
+void conv2d_wgrad_gemm(const float* x, const float* dy, float* dw, const Conv2dShape& s) {
+  const int64_t OCG = s.OC / s.groups, CKK = s.C / s.groups * s.KH * s.KW;
+  GemmEpilogue ep;
+  ep.accumulate = true;
+  for (int64_t g = 0; g < s.groups; ++g)
+    gemm_f32_packed(OCG, CKK, s.N * s.OH * s.OW, WgradPacker(x, dy, s, g), dw + g * OCG * CKK, CKK, ep);
+}
+
 // ---- weight gradient, stride 1: a direct kernel ----------------------------------------------
 //
 //   dw[oc][c][kh][kw] = sum over images n and output pixels (oh, ow) of
@@ -211,6 +297,16 @@ constexpr int64_t kL = 1;
 void conv2d_wgrad_direct(const float*, const float*, float*, const Conv2dShape&) {}
 #endif
 
+// Whether a stride-1 convolution reads output rows of OW pixels in place (the forward pass's
+// first path): each row is cut into panels of NR pixels, the last one partly empty, which pays
+// while at most an eighth of the panels' columns is wasted — rows of 15 pixels (airbench's
+// 15×15 maps) too: fast_cifar block1.conv2's forward, 2 threads, 34.2 against 21.3 ms packed
+// (median of 5 rounds). Narrower rows (8×8 and 7×7 maps) are packed across images instead.
+bool rows_in_place(int64_t OW) {
+  const int64_t padded = (OW + kGemmNR - 1) / kGemmNR * kGemmNR;
+  return OW >= kGemmNR || 8 * (padded - OW) <= padded;
+}
+
 }  // namespace
 
 void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
@@ -250,7 +346,7 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
         for (int64_t j = 0; j < nr; ++j) yg[i * P + j] += b[g * OCG + i];
   };
 
-  if (s.stride == 1 && s.OW >= kGemmNR) {
+  if (s.stride == 1 && rows_in_place(s.OW)) {
     // Stride 1, rows of at least NR pixels: no packing at all. Panels are cut along output rows,
     // so row (c, kh, kw) of a panel is NR consecutive floats of the zero-padded image — the
     // micro-kernel loads them where they are, from a table of row offsets.
@@ -347,7 +443,7 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
   // transposed convolution's padding KH-1-padding is not negative). It pays where that
   // convolution reads its rows in place (rows of at least NR pixels); on narrower maps im2col's
   // GEMMs are faster (ResNet-20's 8×8 layers: 65 against 43 GFLOP/s for dx + dw, 2 threads).
-  const bool dx_as_conv = dx && s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1 && s.W >= kGemmNR;
+  const bool dx_as_conv = dx && s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1 && rows_in_place(s.W);
   if (dx_as_conv) {
     const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW;
     // wt (C, OC/groups, KH, KW): wt[g*CG + c][oc][kh][kw] = w[g*OCG + oc][c][KH-1-kh][KW-1-kw].
@@ -361,16 +457,30 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
     t.C = s.OC, t.H = s.OH, t.W = s.OW, t.OC = s.C, t.padding = s.KH - 1 - s.padding, t.OH = s.H, t.OW = s.W;
     conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/true);
   }
-  // dw directly when the stride is 1, output rows are long enough to amortize the loop (the
-  // same NR-pixel rule, measured as above) and the layer is narrow: the direct kernel is bound by
-  // loads, while im2col's product (OCG rows) runs near full speed once there are enough rows for
-  // the micro-kernel's tiles. Measured, dx + dw on 2 threads: 16 → 16 channels, 32×32, 18.3 ms
-  // direct vs 21.8 ms im2col; 32 → 32, 16×16, a tie; 64 → 64, 32×32, 273 vs 235 ms; 128 → 128,
-  // 16×16, 252 vs 216 ms. 1×1 convolutions are a plain GEMM on im2col's path already.
+  // dw, one of three ways:
+  // - directly when the stride is 1, output rows are long enough to amortize the loop (the
+  //   same NR-pixel rule, measured as above) and the layer is narrow: the direct kernel is bound
+  //   by loads, while a product of OCG rows runs near full speed once there are enough rows for
+  //   the micro-kernel's tiles. Measured, dx + dw on 2 threads: 16 → 16 channels, 32×32, 18.3 ms
+  //   direct vs 21.8 ms im2col; 32 → 32, 16×16, a tie; 64 → 64, 32×32, 273 vs 235 ms; 128 → 128,
+  //   16×16, 252 vs 216 ms.
+  // - as one implicit GEMM over the batch (conv2d_wgrad_gemm) for wide layers, at least 128
+  //   output channels and 1024 taps per group, where each packed value of the image feeds
+  //   enough multiply-adds to hide the packing. dx + dw on 2 threads, medians of 4–5 rounds
+  //   against im2col: airbench's 256 → 256 on 7×7 maps 178 → 152 ms and on 3×3 maps 41.7 →
+  //   32.1 ms; ResNet-18's 128 → 128 (16×16) 212 → 201, 256 → 256 (8×8) 215 → 197, the
+  //   stride-2 128 → 256 and 256 → 512 100 → 99 and 118 → 106, 512 → 512 (4×4) a tie. Narrower
+  //   products lose: 64 → 64 on 8×8 maps 17.9 → 23.0 ms, airbench's 64 → 256 on 15×15 (576
+  //   taps) 159 → 198 ms.
+  // - otherwise im2col's product dy·colᵀ, from the columns it gathers for dx anyway (1×1
+  //   convolutions are a plain GEMM there already).
+  const int64_t OCG = s.OC / s.groups, CKK = s.C / s.groups * s.KH * s.KW;
   const bool dw_direct = dw && kDirectWgrad && s.stride == 1 && s.OW >= std::max<int64_t>(kL, kGemmNR) &&
-                         !conv2d_is_pointwise(s) && (s.C / s.groups) * (s.OC / s.groups) <= 32 * 32;
+                         !conv2d_is_pointwise(s) && (s.C / s.groups) * OCG <= 32 * 32;
+  const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024;
   if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
-  conv2d_backward_im2col(x, w, dy, dx_as_conv ? nullptr : dx, dw_direct ? nullptr : dw, db, s);
+  if (dw_gemm) conv2d_wgrad_gemm(x, dy, dw, s);
+  conv2d_backward_im2col(x, w, dy, dx_as_conv ? nullptr : dx, dw_direct || dw_gemm ? nullptr : dw, db, s);
 }
 
 }  // namespace edl

@@ -23,21 +23,24 @@
 //       pack the panel from the image                 (L1)
 //       for each MR rows of output channels: micro-kernel (gemm_ukernel.h), += into y
 //
-// With stride 1 and output rows of at least NR pixels there is not even a panel to pack: cut
-// the panels along output rows, and row (c, kh, kw) of a panel is NR consecutive floats of the
+// With stride 1 and output rows of at least NR pixels (or a little fewer: rows of 15) there is
+// not even a panel to pack: cut the panels along output rows (the last one of a row partly
+// empty), and row (c, kh, kw) of a panel is NR consecutive floats of the
 // image with its zero padding written out (one copy of x per call), at a fixed offset from the
 // panel's corner. The micro-kernel (gemm_ukernel_rows) then loads B from there through a table
 // of the CKK offsets, and the only data movement left is the weights' packing, once per call.
 //
 // The data gradient of a stride-1 convolution with a square kernel, padding <= KH-1 and rows
-// of at least NR pixels is itself a convolution — of dy with the weights transposed (in ↔ out channels) and flipped
-// (kh → KH-1-kh), padded by KH-1-padding — so it runs through the same kernel and needs no
+// read in place is itself a convolution — of dy with the weights transposed (in ↔ out
+// channels) and flipped (kh → KH-1-kh), padded by KH-1-padding — so it runs through the same
+// kernel and needs no
 // col2im either; other data gradients use conv2d_im2col.h. The weight gradient has a direct
 // kernel (conv2d_implicit.cpp: sums along rows of dy and of the padded image, vectorized along
 // the row) for stride 1, output rows of at least NR pixels, narrow layers (up to 32 × 32
-// channels per group) and kernels other than 1×1 without padding; the rest (strided
-// convolutions, narrow rows, wide layers, 1×1) use conv2d_im2col.h. (On 8×8 maps im2col's GEMMs
-// are faster for both gradients; on wide layers its weight-gradient GEMM is: measured, see
+// channels per group) and kernels other than 1×1 without padding; wide layers (128 output
+// channels and 1024 taps per group and up) take it as one implicit GEMM over the whole batch,
+// dw += dy · colᵀ, the driver's panels packed straight from dy and x (WgradPacker); the rest
+// (narrow rows, middle widths, 1×1) use conv2d_im2col.h. (Each choice measured: see
 // conv2d_backward_implicit.)
 //
 // Every output element is summed by one task in a fixed order: results are bitwise identical
