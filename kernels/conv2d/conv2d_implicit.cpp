@@ -15,6 +15,20 @@ namespace {
 
 constexpr int64_t kKC = 256;  // rows of (c, kh, kw) per packed panel: KC×NR floats fill half of L1
 
+// Of len output pixels along one output row that read input row ih from column iw0 on (one
+// tap of the kernel), those that fall inside the image: pixels lo .. hi-1 read input columns
+// iw0 + t*stride; the others read padding. Empty (hi <= lo) when row ih itself is padding.
+struct InsideRun {
+  int64_t lo, hi;
+};
+inline InsideRun inside_image(const Conv2dShape& s, int64_t ih, int64_t iw0, int64_t len) {
+  if (ih < 0 || ih >= s.H) return {0, 0};
+  int64_t lo = 0, hi = len;
+  while (lo < hi && iw0 + lo * s.stride < 0) ++lo;
+  while (hi > lo && iw0 + (hi - 1) * s.stride >= s.W) --hi;
+  return {lo, hi};
+}
+
 // Where the pixels of one panel read one tap (kh, kw) of the kernel, channel by channel: the
 // panel's pixels j .. j+len-1 lie in one output row of one image; of them, j+lo .. j+hi-1 fall
 // inside the image, pixel j+t reading x[c] at first + (t-lo)*stride; the rest read padding (0).
@@ -43,13 +57,7 @@ PanelPlan plan_panel(const Conv2dShape& s, int64_t p0, int64_t nr) {
         const int64_t q = p0 + j, n = q / P, p = q % P, oh = p / s.OW, ow = p % s.OW;
         const int64_t len = std::min(nr - j, s.OW - ow);
         const int64_t ih = oh * s.stride - s.padding + kh, iw0 = ow * s.stride - s.padding + kw;
-        int64_t lo = 0, hi = len;
-        if (ih < 0 || ih >= s.H) {
-          hi = 0;  // the whole run reads padding
-        } else {
-          while (lo < hi && iw0 + lo * s.stride < 0) ++lo;
-          while (hi > lo && iw0 + (hi - 1) * s.stride >= s.W) --hi;
-        }
+        const auto [lo, hi] = inside_image(s, ih, iw0, len);
         plan.runs.push_back({hi > lo ? n * image + ih * s.W + iw0 + lo * s.stride : 0, j, len, lo, hi});
         j += len;
       }
@@ -145,13 +153,7 @@ class WgradPacker final : public GemmPacker {
         for (int64_t k = 0; k < kc;) {  // one output row (or what is left of it) at a time
           const int64_t len = std::min(kc - k, s_.OW - ow);
           const int64_t ih = oh * s_.stride - s_.padding + kh, iw0 = ow * s_.stride - s_.padding + kw;
-          int64_t lo = 0, hi = len;  // pixels lo .. hi-1 of the run read inside the image
-          if (ih < 0 || ih >= s_.H) {
-            hi = 0;
-          } else {
-            while (lo < hi && iw0 + lo * s_.stride < 0) ++lo;
-            while (hi > lo && iw0 + (hi - 1) * s_.stride >= s_.W) --hi;
-          }
+          const auto [lo, hi] = inside_image(s_, ih, iw0, len);
           const float* src = hi > lo ? x_ + ((n * s_.C + g_ * CG + c) * s_.H + ih) * s_.W + iw0 : nullptr;
           float* dk = d + k * kGemmNR;
           for (int64_t t = 0; t < lo; ++t) dk[t * kGemmNR] = 0.0f;
