@@ -5,6 +5,10 @@
 //                     or, as airbench's "translate", pad 2 with the reflected image
 //   cutout            zero a random 16×16 square (DeVries & Taylor 2017, arXiv:1708.04552),
 //                     on normalized images, as the original code does
+//   altflip           airbench's alternating flip (Jordan 2024, arXiv:2404.00498, section 3.6):
+//                     each image mirrored by a seeded coin in even epochs and the other way in
+//                     odd ones, so that any two epochs in a row show it both ways (random flips
+//                     repeat an orientation half the time)
 //   mixup             x = λ x + (1-λ) x[perm], target = λ y + (1-λ) y[perm], λ ~ Beta(α, α)
 //                     (Zhang et al. 2018, arXiv:1710.09412)
 //   cutmix            paste a box of x[perm] covering 1-λ of the image; target weights are the
@@ -12,11 +16,8 @@
 // mixup and cutmix produce soft targets (N,K); cross_entropy with soft targets is linear in the
 // target, so its loss is exactly λ CE(y) + (1-λ) CE(y[perm]), the interpolated loss of the papers.
 //
-//   altflip           airbench's alternating flip (Jordan 2024, arXiv:2404.00498, section 3.6):
-//                     each image mirrored by a seeded coin in the first epoch and then the
-//                     other way in every odd epoch, so that any two epochs in a row show it
-//                     both ways — random flips repeat an orientation half the time
-// Every function takes the generator it draws from, so a batch is a pure function of its seed.
+// Every random function takes the generator it draws from (alternating_flip is a function of
+// the seed itself), so a batch is a pure function of its seed.
 #pragma once
 
 #include <cstdint>

@@ -116,8 +116,12 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
   };
   // implicit with rows read in place (stride 1, 35-pixel rows), implicit with packed panels
   // (stride 2; its gradients go through im2col), implicit with panels spanning images (3×3
-  // maps), im2col (with several weight-gradient chunks: 48 images of 8×8 are 4 of 12), depthwise.
+  // maps), implicit with rows of 15 read in place, implicit with the weight gradient as one
+  // GEMM (128 channels, 3 images of 10×10: two blocks of depth), im2col (with several
+  // weight-gradient chunks: 48 images of 8×8 are 4 of 12), depthwise.
   for (const Case& k : {Case{"implicit", {3, 8, 7, 35}, {6, 8, 3, 3}, 1, 1, 1},
+                        Case{"implicit", {2, 8, 15, 15}, {6, 8, 3, 3}, 1, 1, 1},
+                        Case{"implicit", {3, 128, 10, 10}, {128, 128, 3, 3}, 1, 1, 1},
                         Case{"implicit", {4, 8, 9, 9}, {6, 8, 3, 3}, 2, 1, 1},
                         Case{"implicit", {35, 8, 3, 3}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"im2col", {4, 8, 9, 9}, {6, 4, 3, 3}, 1, 1, 2},

@@ -57,7 +57,7 @@ class GemmPacker {
   virtual void pack_b(int64_t k0, int64_t j0, int64_t kc, int64_t nc, float* bp, int64_t p0, int64_t p1) const = 0;
 
  protected:
-  ~GemmPacker() = default;
+  ~GemmPacker() = default;  // packers live on the caller's stack, never deleted through this type
 };
 
 // C (M,N) = (accumulate ? C : 0) + A·B with the epilogue, A and B as the packer supplies them;

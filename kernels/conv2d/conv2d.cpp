@@ -4,6 +4,7 @@
 // image, the default where it applies); im2col (im2col + edl's GEMM, kept beside it so that the
 // benchmark shows what skipping the column matrix buys); depthwise (direct loops for
 // groups = C = OC, where there is no product for a GEMM). docs/convolution.md explains them.
+#include "kernels/common/gemm_ukernel.h"
 #include "kernels/common/op_util.h"
 #include "kernels/conv2d/conv2d_depthwise.h"
 #include "kernels/conv2d/conv2d_implicit.h"
@@ -113,9 +114,10 @@ OpDef make_conv2d() {
         s("depthwise 3x3 s2 p0 bias", {2, 3, 7, 7}, 3, 3, 2, 0, 3, true),
         // 32 channels × 9 taps = 288 rows of col: two blocks of K for the rows read in place.
         s("3x3 wide rows, 288 = 256 + 32 taps", {2, 32, 5, 34}, 8, 3, 1, 1, 1, false, false),
-        // Rows of 15 pixels, one short of a panel: read in place all the same (one column of 16
-        // computed and dropped), in the forward pass and in dx as a convolution.
-        s("3x3 rows of 15", {2, 3, 15, 15}, 5, 3, 1, 1, 1, true),
+        // Rows one pixel short of a panel (15 with AVX2): read in place all the same (one
+        // column of the panel computed and dropped), in the forward pass and in dx as a
+        // convolution.
+        s("3x3 rows one short of a panel", {2, 3, kGemmNR - 1, kGemmNR - 1}, 5, 3, 1, 1, 1, true),
         // im2col's backward multiplies several images at once on small maps (about 1024
         // columns, an even number of products): 69 images of 4×4 in products of 35 + 34, 5 of
         // 16×16 in 3 + 2 (one weight-gradient chunk of two products), 48 of 8×8 with groups in
@@ -139,6 +141,9 @@ OpDef make_conv2d() {
         s("128->128 3x3 maps, 5 images (dw as one GEMM)", {5, 128, 3, 3}, 128, 3, 1, 1, 1, true, false),
         s("128->128 s2 on 5x5, 3 images (dw as one GEMM)", {3, 128, 5, 5}, 128, 3, 2, 1, 1, false, false),
         s("groups=2 256->256 on 4x4 (dw as one GEMM)", {2, 256, 4, 4}, 256, 3, 1, 1, 2, false, false),
+        // 115 channels × 9 taps = 1035 columns, not whole panels; 300 pixels deep, so the second
+        // block of depth starts in the middle of a row of the third image.
+        s("115->128 on 10x10, 3 images (dw as one GEMM, two depth blocks)", {3, 115, 10, 10}, 128, 3, 1, 1, 1, false, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),

@@ -109,9 +109,11 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
 // GEMM covers the whole batch and its depth is long (7×7 maps at batch 128: 6272) whatever the
 // map size. Neither operand is a strided matrix (dy's planes of one image are P apart, its
 // images OC*P; colᵀ exists only as x), so this packer fills the driver's panels from dy and x
-// themselves: no column matrix, and each value packed once per call.
+// themselves: no column matrix. (Each element of colᵀ is packed once per call, so each value
+// of x KH·KW times; dy is packed once per NC columns of the product.)
 //   A panel, rows oc .. oc+MR-1:      ap[k][r]  = dy[n][g*OCG + oc + r][p]          (q = k0 + k)
-//   B panel, columns (c, kh, kw) ...: bp[k][j]  = x[n][g*CG + c][oh*s - pad + kh][ow*s - pad + kw]
+//   B panel, columns (c, kh, kw) ...: bp[k][j]  = x[n][g*CG + c][ih][iw]
+//                                     with ih = oh*stride - padding + kh, iw = ow*stride - padding + kw
 // with zeros where the window hangs over the padding. Pixels are walked one output row at a
 // time: along a row, a column of B is a (strided) piece of one image row.
 class WgradPacker final : public GemmPacker {
@@ -154,10 +156,11 @@ class WgradPacker final : public GemmPacker {
           const int64_t len = std::min(kc - k, s_.OW - ow);
           const int64_t ih = oh * s_.stride - s_.padding + kh, iw0 = ow * s_.stride - s_.padding + kw;
           const auto [lo, hi] = inside_image(s_, ih, iw0, len);
-          const float* src = hi > lo ? x_ + ((n * s_.C + g_ * CG + c) * s_.H + ih) * s_.W + iw0 : nullptr;
+          // src: the input pixel of run pixel lo (never formed when the run reads only padding)
+          const float* src = hi > lo ? x_ + ((n * s_.C + g_ * CG + c) * s_.H + ih) * s_.W + iw0 + lo * s_.stride : nullptr;
           float* dk = d + k * kGemmNR;
           for (int64_t t = 0; t < lo; ++t) dk[t * kGemmNR] = 0.0f;
-          for (int64_t t = lo; t < hi; ++t) dk[t * kGemmNR] = src[t * s_.stride];
+          for (int64_t t = lo; t < hi; ++t) dk[t * kGemmNR] = src[(t - lo) * s_.stride];
           for (int64_t t = std::max(lo, hi); t < len; ++t) dk[t * kGemmNR] = 0.0f;
           k += len, ow = 0;
           if (++oh == s_.OH) oh = 0, ++n;
@@ -301,12 +304,13 @@ void conv2d_wgrad_direct(const float*, const float*, float*, const Conv2dShape&)
 
 // Whether a stride-1 convolution reads output rows of OW pixels in place (the forward pass's
 // first path): each row is cut into panels of NR pixels, the last one partly empty, which pays
-// while at most an eighth of the panels' columns is wasted — rows of 15 pixels (airbench's
-// 15×15 maps) too: fast_cifar block1.conv2's forward, 2 threads, 34.2 against 21.3 ms packed
-// (median of 5 rounds). Narrower rows (8×8 and 7×7 maps) are packed across images instead.
+// while at most an eighth of the panels' columns is wasted — so rows a pixel or two short of
+// a panel too (14 or 15 with AVX2's NR = 16; airbench's 15×15 maps): fast_cifar
+// block1.conv2's forward, 2 threads, 21.3 ms in place against 34.2 ms packed (medians of 5
+// rounds). Narrower rows (8×8 and 7×7 maps) are packed across images instead.
 bool rows_in_place(int64_t OW) {
-  const int64_t padded = (OW + kGemmNR - 1) / kGemmNR * kGemmNR;
-  return OW >= kGemmNR || 8 * (padded - OW) <= padded;
+  const int64_t padded = (OW + kGemmNR - 1) / kGemmNR * kGemmNR;  // whole panels
+  return OW >= kGemmNR || 8 * OW >= 7 * padded;
 }
 
 }  // namespace
@@ -349,7 +353,7 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
   };
 
   if (s.stride == 1 && rows_in_place(s.OW)) {
-    // Stride 1, rows of at least NR pixels: no packing at all. Panels are cut along output rows,
+    // Stride 1, rows read in place (rows_in_place): no packing at all. Panels are cut along output rows,
     // so row (c, kh, kw) of a panel is NR consecutive floats of the zero-padded image — the
     // micro-kernel loads them where they are, from a table of row offsets.
     //
@@ -443,7 +447,7 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
                               const Conv2dShape& s) {
   // dx as a convolution of dy needs stride 1, a square kernel and padding <= KH-1 (so that the
   // transposed convolution's padding KH-1-padding is not negative). It pays where that
-  // convolution reads its rows in place (rows of at least NR pixels); on narrower maps im2col's
+  // convolution reads its rows in place (rows_in_place); on narrower maps im2col's
   // GEMMs are faster (ResNet-20's 8×8 layers: 65 against 43 GFLOP/s for dx + dw, 2 threads).
   const bool dx_as_conv = dx && s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1 && rows_in_place(s.W);
   if (dx_as_conv) {
@@ -460,14 +464,14 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
     conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/true);
   }
   // dw, one of three ways:
-  // - directly when the stride is 1, output rows are long enough to amortize the loop (the
-  //   same NR-pixel rule, measured as above) and the layer is narrow: the direct kernel is bound
+  // - directly when the stride is 1, output rows are long enough to amortize the loop (at
+  //   least NR pixels, measured as above) and the layer is narrow: the direct kernel is bound
   //   by loads, while a product of OCG rows runs near full speed once there are enough rows for
   //   the micro-kernel's tiles. Measured, dx + dw on 2 threads: 16 → 16 channels, 32×32, 18.3 ms
   //   direct vs 21.8 ms im2col; 32 → 32, 16×16, a tie; 64 → 64, 32×32, 273 vs 235 ms; 128 → 128,
   //   16×16, 252 vs 216 ms.
   // - as one implicit GEMM over the batch (conv2d_wgrad_gemm) for wide layers, at least 128
-  //   output channels and 1024 taps per group, where each packed value of the image feeds
+  //   output channels and 1024 taps per group (not 1×1: not measured), where each packed value of the image feeds
   //   enough multiply-adds to hide the packing. dx + dw on 2 threads, medians of 4–5 rounds
   //   against im2col: airbench's 256 → 256 on 7×7 maps 178 → 152 ms and on 3×3 maps 41.7 →
   //   32.1 ms; ResNet-18's 128 → 128 (16×16) 212 → 201, 256 → 256 (8×8) 215 → 197, the
@@ -479,7 +483,7 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
   const int64_t OCG = s.OC / s.groups, CKK = s.C / s.groups * s.KH * s.KW;
   const bool dw_direct = dw && kDirectWgrad && s.stride == 1 && s.OW >= std::max<int64_t>(kL, kGemmNR) &&
                          !conv2d_is_pointwise(s) && (s.C / s.groups) * OCG <= 32 * 32;
-  const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024;
+  const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024 && s.KH * s.KW > 1;
   if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
   if (dw_gemm) conv2d_wgrad_gemm(x, dy, dw, s);
   conv2d_backward_im2col(x, w, dy, dx_as_conv ? nullptr : dx, dw_direct || dw_gemm ? nullptr : dw, db, s);
