@@ -57,6 +57,18 @@ void write_fake_cifar10(const fs::path& dir, int per_file) {
   write("test_batch.bin");
 }
 
+// The training images of write_fake_cifar10(dir, per_file), read back, and the pool of all of them.
+struct FakeTrainingSet {
+  CifarSet set;
+  std::vector<int64_t> pool;
+};
+FakeTrainingSet fake_training_set(const fs::path& dir, int per_file) {
+  write_fake_cifar10(dir, per_file);
+  FakeTrainingSet f{load_cifar(dir.string(), "cifar10", true), std::vector<int64_t>(5 * per_file)};
+  std::iota(f.pool.begin(), f.pool.end(), 0);
+  return f;
+}
+
 Tensor random_u8_images(int64_t n, uint64_t seed) {
   Rng rng(seed);
   Tensor t = Tensor::empty({n, 3, 32, 32}, DType::u8);
@@ -179,10 +191,7 @@ TEST_CASE("augment: Beta samples have the right mean; cutout zeroes a square; na
 
 TEST_CASE("loader: batches are a pure function of (seed, epoch, index), prefetched or not", "[loader]") {
   TempDir dir;
-  write_fake_cifar10(dir.path, 20);
-  CifarSet set = load_cifar(dir.path.string(), "cifar10", true);
-  std::vector<int64_t> pool(100);
-  std::iota(pool.begin(), pool.end(), 0);
+  const auto [set, pool] = fake_training_set(dir.path, 20);  // 100 images
   BatchLoader a(set, pool, 16, AugmentConfig::parse("crop,flip,cutout"), kCifar10Mean, kCifar10Std, 7, true, true);
   BatchLoader b(set, pool, 16, AugmentConfig::parse("crop,flip,cutout"), kCifar10Mean, kCifar10Std, 7, true, true);
   CHECK(a.batches_per_epoch() == 6);
@@ -195,10 +204,7 @@ TEST_CASE("loader: batches are a pure function of (seed, epoch, index), prefetch
 
 TEST_CASE("augment: altflip shows each image both ways in any two epochs in a row", "[augment][loader]") {
   TempDir dir;
-  write_fake_cifar10(dir.path, 20);
-  CifarSet set = load_cifar(dir.path.string(), "cifar10", true);
-  std::vector<int64_t> pool(100);
-  std::iota(pool.begin(), pool.end(), 0);
+  const auto [set, pool] = fake_training_set(dir.path, 20);  // 100 images
   const AugmentConfig altflip = AugmentConfig::parse("altflip");
   CHECK(altflip.str() == "altflip");
   CHECK_THROWS_WITH(AugmentConfig::parse("flip,altflip"), Catch::Contains("exclusive"));

@@ -445,13 +445,13 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
 
 void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s) {
+  const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK;
   // dx as a convolution of dy needs stride 1, a square kernel and padding <= KH-1 (so that the
   // transposed convolution's padding KH-1-padding is not negative). It pays where that
   // convolution reads its rows in place (rows_in_place); on narrower maps im2col's
   // GEMMs are faster (ResNet-20's 8×8 layers: 65 against 43 GFLOP/s for dx + dw, 2 threads).
   const bool dx_as_conv = dx && s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1 && rows_in_place(s.W);
   if (dx_as_conv) {
-    const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW;
     // wt (C, OC/groups, KH, KW): wt[g*CG + c][oc][kh][kw] = w[g*OCG + oc][c][KH-1-kh][KW-1-kw].
     std::vector<float> wt(static_cast<size_t>(s.OC * CG * KK));
     for (int64_t g = 0; g < s.groups; ++g)
@@ -471,19 +471,18 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
   //   direct vs 21.8 ms im2col; 32 → 32, 16×16, a tie; 64 → 64, 32×32, 273 vs 235 ms; 128 → 128,
   //   16×16, 252 vs 216 ms.
   // - as one implicit GEMM over the batch (conv2d_wgrad_gemm) for wide layers, at least 128
-  //   output channels and 1024 taps per group (not 1×1: not measured), where each packed value of the image feeds
-  //   enough multiply-adds to hide the packing. dx + dw on 2 threads, medians of 4–5 rounds
+  //   output channels and 1024 taps per group (not 1×1: not measured), where each packed value
+  //   of the image feeds enough multiply-adds to hide the packing. dx + dw on 2 threads, medians of 4–5 rounds
   //   against im2col: airbench's 256 → 256 on 7×7 maps 178 → 152 ms and on 3×3 maps 41.7 →
   //   32.1 ms; ResNet-18's 128 → 128 (16×16) 212 → 201, 256 → 256 (8×8) 215 → 197, the
   //   stride-2 128 → 256 and 256 → 512 100 → 99 and 118 → 106, 512 → 512 (4×4) a tie. Narrower
   //   products lose: 64 → 64 on 8×8 maps 17.9 → 23.0 ms, airbench's 64 → 256 on 15×15 (576
   //   taps) 159 → 198 ms.
-  // - otherwise im2col's product dy·colᵀ, from the columns it gathers for dx anyway (1×1
-  //   convolutions are a plain GEMM there already).
-  const int64_t OCG = s.OC / s.groups, CKK = s.C / s.groups * s.KH * s.KW;
+  // - otherwise im2col's product dy·colᵀ (with dx's product from the same gathered dy when
+  //   dx goes that way too; 1×1 convolutions are a plain GEMM there already).
   const bool dw_direct = dw && kDirectWgrad && s.stride == 1 && s.OW >= std::max<int64_t>(kL, kGemmNR) &&
-                         !conv2d_is_pointwise(s) && (s.C / s.groups) * OCG <= 32 * 32;
-  const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024 && s.KH * s.KW > 1;
+                         !conv2d_is_pointwise(s) && CG * OCG <= 32 * 32;
+  const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024 && KK > 1;
   if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
   if (dw_gemm) conv2d_wgrad_gemm(x, dy, dw, s);
   conv2d_backward_im2col(x, w, dy, dx_as_conv ? nullptr : dx, dw_direct || dw_gemm ? nullptr : dw, db, s);
