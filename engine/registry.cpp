@@ -78,7 +78,7 @@ const Variant& choose_variant(const OpDef& op, const Tensors& inputs, const Attr
     const Variant& v = op.variants[i];
     if (!v.automatic) continue;
     bool ok = v.supports ? v.supports(inputs, attrs) : all_floating_f32(inputs);
-    if (ok) return v;
+    if (ok && (!v.chosen_when || v.chosen_when(inputs, attrs))) return v;
   }
   return op.reference();
 }

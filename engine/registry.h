@@ -80,6 +80,11 @@ struct Variant {
   // Chosen by dispatch when it supports the call. Variants that change the arithmetic
   // (int8, binary) are false: a quantized layer asks for them by name.
   bool automatic = true;
+  // May be empty: dispatch then chooses an automatic variant for every call it supports.
+  // Otherwise dispatch chooses it only where this says it pays (a measured rule, e.g. enough
+  // channels), while tests and benchmarks still run it on every call it supports, so that the
+  // benchmark shows where it loses too.
+  SupportsFn chosen_when;
 };
 
 // How a sample input is filled.
@@ -133,7 +138,8 @@ Tensor call(const OpDef& op, const Tensors& inputs, const Attrs& attrs = {}, con
 Tensor call(const std::string& op_name, const Tensors& inputs, const Attrs& attrs = {});
 
 // The variant dispatch would use: a forced one (force_variant), else the first automatic
-// variant after the reference whose `supports` accepts the call, else the reference.
+// variant after the reference whose `supports` (and `chosen_when`, if any) accepts the call,
+// else the reference.
 const Variant& choose_variant(const OpDef& op, const Tensors& inputs, const Attrs& attrs);
 
 // Forces every call of `op_name` to use `variant` (benchmarks, debugging); "" clears it.

@@ -35,26 +35,6 @@ constexpr int64_t NC = 4096;
 // Products below this many flops (a 128³ GEMM is 4.2 M) run on one thread.
 constexpr double kParallelFlops = 4e6;
 
-// A growable 64-byte aligned scratch buffer, one per calling thread and role, reused across
-// calls so that the packing buffers are not allocated (and page-faulted) on every GEMM.
-class Scratch {
- public:
-  float* get(int64_t n) {
-    if (n > capacity_) {
-      std::free(data_);
-      capacity_ = (n + 15) / 16 * 16;
-      data_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(capacity_) * sizeof(float)));
-      if (!data_) throw std::bad_alloc();
-    }
-    return data_;
-  }
-  ~Scratch() { std::free(data_); }
-
- private:
-  float* data_ = nullptr;
-  int64_t capacity_ = 0;
-};
-
 // Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows (see gemm_pack_a in gemm.h).
 void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) {
   const int64_t panels = (mc + kGemmMR - 1) / kGemmMR;
@@ -161,7 +141,7 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   const bool parallel = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelFlops;
   // Buffers are allocated here, not inside the parallel region, where an exception (bad_alloc)
   // could not propagate. Bp is shared by the team; each thread packs A into its own slice of Ap.
-  static thread_local Scratch scratch_a, scratch_b;
+  static thread_local ScratchBuffer scratch_a, scratch_b;
   float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));
   float* ap_all = scratch_a.get(MC * KC * (parallel ? omp_get_max_threads() : 1));
   // Blocks of A of equal size (a multiple of MR, at most MC), so that threads taking equal

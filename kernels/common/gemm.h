@@ -16,6 +16,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 
 namespace edl {
 
@@ -69,6 +71,30 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
 // as micro-panels of MR rows; panel p holds, for each k, the MR values A[i0 + p*MR + r][k0 + k]
 // (zeros past the last row), which is what gemm_ukernel_f32 reads. One thread.
 void gemm_pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap);
+
+// A growable 64-byte aligned float buffer (the micro-kernel loads packed panels with aligned
+// loads), kept per calling thread and role and reused across calls, so that packing buffers
+// are not allocated (and page-faulted) on every call. Contents are not kept when it grows.
+class ScratchBuffer {
+ public:
+  ScratchBuffer() = default;
+  ScratchBuffer(const ScratchBuffer&) = delete;
+  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
+  ~ScratchBuffer() { std::free(data_); }
+  float* get(int64_t n) {
+    if (n > capacity_) {
+      std::free(data_);
+      capacity_ = (n + 15) / 16 * 16;
+      data_ = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(capacity_) * sizeof(float)));
+      if (!data_) throw std::bad_alloc();
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
 
 // The tile of the micro-kernel compiled into this build, e.g. "6x16 avx2" (for benchmarks).
 const char* gemm_ukernel_name();

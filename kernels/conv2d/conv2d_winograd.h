@@ -1,0 +1,67 @@
+// conv2d_winograd.h — 3×3 convolutions (stride 1, padding 1, no groups) by Winograd's minimal
+// filtering F(2×2, 3×3): 2.25 times fewer multiplications than the direct sum.
+//
+// Shapes as in conv2d_reference.h, the specification these kernels are tested against.
+//
+// The idea (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). A 2×2
+// block of outputs of a 3×3 filter g reads a 4×4 patch d of the input: 2·2·9 = 36 multiplies.
+// Winograd's algorithm computes the same four outputs with 16:
+//
+//   Y (2×2) = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A          ⊙: elementwise, 16 products
+//
+//        | 1  0 -1  0 |         | 1    0    0   |        Aᵀ = | 1  1  1  0 |
+//   Bᵀ = | 0  1  1  0 |     G = | 1/2  1/2  1/2 |             | 0  1 -1 -1 |
+//        | 0 -1  1  0 |         | 1/2 -1/2  1/2 |
+//        | 0  1  0 -1 |         | 0    0    1   |
+//
+// (the transforms are additions and halvings only). In a layer, each output sums this over the
+// input channels, and the sum commutes with Aᵀ·A, so a convolution becomes 16 independent
+// matrix products, one per position ξ of the 4×4 transformed tile:
+//
+//   U[ξ] (OC × C)     = (G g Gᵀ)[ξ]  of every filter g = w[oc][c]           once per call
+//   V[ξ] (C × tiles)  = (Bᵀ d B)[ξ]  of every 4×4 input patch d (tiles overlap by 2 pixels)
+//   M[ξ] (OC × tiles) = U[ξ] · V[ξ]                                          the GEMM's micro-kernel
+//   y tile (2×2)      = Aᵀ M A  for every output channel and tile
+//
+// The products do 16·OC·C multiply-adds per tile of 4 outputs where the direct convolution does
+// 36·OC·C: the saving is 2.25× on whole tiles, less where an odd map leaves tiles half used
+// (a 15×15 map takes 8×8 tiles of 2×2, 1.14 times its pixels). The transforms cost a few tens
+// of additions per tile and channel, small next to the products once there are tens of channels,
+// and move data: V is 4 times the input and M 4 times the output. So the kernel works on chunks
+// of tiles that stay in the cache (transform in, 16 products, transform out), one thread per
+// chunk, and never writes V or M for the whole batch.
+//
+// Backward: the data gradient of this convolution is the same kind of convolution of dy (the
+// weights flipped and in ↔ out channels swapped), so it reuses the forward kernel. The weight
+// gradient goes through the transforms backwards:
+//   dU[ξ] (OC × C) = Σ_tiles Z[ξ] · V[ξ]ᵀ,   Z = A dy Aᵀ (4×4, from each 2×2 tile of dy)
+//   dw = Gᵀ dU G
+// the same 2.25× fewer multiply-adds.
+//
+// Accuracy: the transforms add and halve, so results differ from the direct sum by float
+// rounding only (checked to the variant tests' tolerance, like every fast variant). Every
+// output element is summed by one thread in a fixed order (the weight gradient in fixed slabs
+// of tiles added in order): results are bitwise identical for any number of threads.
+//
+// Tested by: ctest -R 'op\.conv2d\.variants'    Benchmarked by: edl_bench --benchmark_filter='conv2d.winograd'
+#pragma once
+
+#include "kernels/conv2d/conv2d_reference.h"
+
+namespace edl {
+
+// Whether the kernels below compute this convolution: 3×3, stride 1, padding 1, groups 1.
+bool conv2d_winograd_applies(const Conv2dShape& s);
+
+// y = conv(x, w) + b, or y += conv(x, w) (+ b) with accumulate. b may be null.
+void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                             bool accumulate);
+inline void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
+  conv2d_forward_winograd(x, w, b, y, s, false);
+}
+
+// Accumulates (+=) into dx, dw and db; null outputs are skipped.
+void conv2d_backward_winograd(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                              const Conv2dShape& s);
+
+}  // namespace edl
