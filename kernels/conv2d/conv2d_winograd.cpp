@@ -67,10 +67,12 @@ void transform_filter(const float* g, Out u) {
   }
 }
 
-// d[4r + q][col + jj] = x[2i-1+r][2(j0+jj)-1+q], the 4×4 input patch of each tile of the runs,
-// from channel plane `plane` of image 0 (images `image` floats apart); 0 in the padding.
+// d[(4r + q)·n + (col + jj)·ls] = x[2i-1+r][2(j0+jj)-1+q], the 4×4 input patch of each tile of
+// the runs, from channel plane `plane` of image 0 (images `image` floats apart); 0 in the
+// padding. Each position's tiles are n floats long, ls apart: ls = 1 for one channel, ls = NR
+// for a panel of NR channels side by side (d then points at the channel's lane).
 void gather_patches(const float* plane, int64_t image, const Conv2dShape& s, const std::vector<TileRun>& runs,
-                    float* d, int64_t T) {
+                    float* d, int64_t n, int64_t ls) {
   for (const TileRun& r : runs) {
     const float* x = plane + r.n * image;
     for (int k = 0; k < 4; ++k) {
@@ -81,16 +83,16 @@ void gather_patches(const float* plane, int64_t image, const Conv2dShape& s, con
       if (ih >= 0 && ih < s.H)
         for (int64_t q = lo; q < hi; ++q) seg[q - first] = x[ih * s.W + q];
       for (int q = 0; q < 4; ++q) {
-        float* dst = d + (4 * k + q) * T + r.col;
-        for (int64_t jj = 0; jj < r.len; ++jj) dst[jj] = seg[2 * jj + q];
+        float* dst = d + (4 * k + q) * n + r.col * ls;
+        for (int64_t jj = 0; jj < r.len; ++jj) dst[jj * ls] = seg[2 * jj + q];
       }
     }
   }
 }
 
-// v = Bᵀ d B for tiles 0 .. T-1 (T a multiple of NR): d[position][tile] → v(ξ, t0), where
-// the NR values of position ξ for tiles t0 .. t0+NR-1 go (a panel of the GEMM's B operand).
-// d is overwritten with Bᵀ d.
+// v = Bᵀ d B elementwise over n values (a multiple of NR) per position: d[position·n + e] →
+// v(ξ, e0), where the NR values of position ξ for e0 .. e0+NR-1 go (a row of a panel of the
+// GEMM's B operand). d is overwritten with Bᵀ d.
 template <class Out>
 void transform_patches(float* d, int64_t T, Out v) {
   for (int q = 0; q < 4; ++q) {  // Bᵀ d, down each column q of the patches
@@ -153,38 +155,39 @@ void scatter_outputs(const float* o, int64_t T, const std::vector<TileRun>& runs
   }
 }
 
-// g[2r + c][tile] = dy[2i+r][2j+c], the 2×2 block of each tile of the runs in channel plane
-// `plane` of image 0 of dy (images `image` floats apart); 0 past an odd map's edge.
+// g[(2r + c)·n + tile·ls] = dy[2i+r][2j+c], the 2×2 block of each tile of the runs in channel
+// plane `plane` of image 0 of dy (images `image` floats apart); 0 past an odd map's edge. n
+// and ls as in gather_patches.
 void gather_blocks(const float* plane, int64_t image, const Conv2dShape& s, const std::vector<TileRun>& runs, float* g,
-                   int64_t T) {
+                   int64_t n, int64_t ls) {
   for (const TileRun& r : runs)
     for (int k = 0; k < 2; ++k) {
       const int64_t oh = 2 * r.i + k, width = std::min(2 * r.len, s.OW - 2 * r.j0);
       float seg[2 * kMaxRun] = {};
       if (oh < s.OH) std::copy_n(plane + r.n * image + oh * s.OW + 2 * r.j0, width, seg);
-      float *even = g + 2 * k * T + r.col, *odd = even + T;
+      float *even = g + 2 * k * n + r.col * ls, *odd = even + n;
       for (int64_t jj = 0; jj < r.len; ++jj) {
-        even[jj] = seg[2 * jj];
-        odd[jj] = seg[2 * jj + 1];
+        even[jj * ls] = seg[2 * jj];
+        odd[jj * ls] = seg[2 * jj + 1];
       }
     }
 }
 
-// z = A g Aᵀ for tiles 0 .. T-1 (the weight gradient's transform of dy): g[2r + c][tile] →
-// z(ξ), T values of position ξ.
+// z = A g Aᵀ elementwise over n values per position (the weight gradient's transform of dy):
+// g[(2r + c)·n + e] → z(ξ)[e].
 template <class Out>
-void transform_blocks(const float* g, int64_t T, Out z) {
-  for (int64_t t = 0; t < T; ++t) {
+void transform_blocks(const float* g, int64_t n, Out z) {
+  for (int64_t e = 0; e < n; ++e) {
     float a[4][2];  // A g: rows g0, g0 + g1, g0 - g1, -g1, for each column c
     for (int c = 0; c < 2; ++c) {
-      const float g0 = g[c * T + t], g1 = g[(2 + c) * T + t];
+      const float g0 = g[c * n + e], g1 = g[(2 + c) * n + e];
       a[0][c] = g0, a[1][c] = g0 + g1, a[2][c] = g0 - g1, a[3][c] = -g1;
     }
     for (int r = 0; r < 4; ++r) {  // (A g) Aᵀ
-      z(4 * r)[t] = a[r][0];
-      z(4 * r + 1)[t] = a[r][0] + a[r][1];
-      z(4 * r + 2)[t] = a[r][0] - a[r][1];
-      z(4 * r + 3)[t] = -a[r][1];
+      z(4 * r)[e] = a[r][0];
+      z(4 * r + 1)[e] = a[r][0] + a[r][1];
+      z(4 * r + 2)[e] = a[r][0] - a[r][1];
+      z(4 * r + 3)[e] = -a[r][1];
     }
   }
 }
@@ -230,15 +233,15 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
 
   // U[ξ] (OC × C), packed as the micro-kernel's A operand: panels of MR output channels, each
   // holding for every input channel c the MR values U[ξ][oc][c] (gemm_pack_a's layout).
-  std::vector<float> u(static_cast<size_t>(kXi * OC * C));
-  static thread_local ScratchBuffer up_buffer;  // aligned: the micro-kernel reads it
+  static thread_local ScratchBuffer u_buffer, up_buffer;  // reused: fresh buffers would page-fault every call
+  float* u = u_buffer.get(kXi * OC * C);
   float* up = up_buffer.get(kXi * OCP * C);
 #pragma omp parallel for schedule(static) if (kXi * OC * C >= kParallelMin)
   for (int64_t oc = 0; oc < OC; ++oc)
     for (int64_t c = 0; c < C; ++c)
-      transform_filter(w + (oc * C + c) * 9, [&](int xi) -> float& { return u[static_cast<size_t>((xi * OC + oc) * C + c)]; });
+      transform_filter(w + (oc * C + c) * 9, [&](int xi) -> float& { return u[(xi * OC + oc) * C + c]; });
   for (int64_t xi = 0; xi < kXi; ++xi)
-    gemm_pack_a(MatrixView{u.data() + xi * OC * C, C, 1}, 0, 0, OC, C, up + xi * OCP * C);
+    gemm_pack_a(MatrixView{u + xi * OC * C, C, 1}, 0, 0, OC, C, up + xi * OCP * C);
 
   const Tiling tl = tiling(s);
   const int64_t T = chunk_tiles(C, OC, 512 * 1024), panels = T / kGemmNR, chunks = (tl.total + T - 1) / T;
@@ -261,7 +264,7 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
     tile_runs(tl, t0, t1, runs);
     if (t1 - t0 < T) std::fill_n(d, kXi * T, 0.0f);  // tiles past the last: zeros, not garbage
     for (int64_t c = 0; c < C; ++c) {
-      gather_patches(x + c * s.H * s.W, C * s.H * s.W, s, runs, d, T);
+      gather_patches(x + c * s.H * s.W, C * s.H * s.W, s, runs, d, T, 1);
       transform_patches(d, T, [&](int xi, int64_t t) { return vp + xi * vs + (t / kGemmNR * C + c) * kGemmNR; });
     }
     for (int64_t xi = 0; xi < kXi; ++xi)
@@ -298,13 +301,14 @@ void conv2d_backward_winograd(const float* x, const float* w, const float* dy, f
   // dx is the convolution of dy with wt (C, OC, 3, 3), wt[c][oc][kh][kw] = w[oc][c][2-kh][2-kw],
   // padding 3 - 1 - 1 = 1: the forward kernel, accumulating.
   if (dx) {
-    std::vector<float> wt(static_cast<size_t>(C * OC * 9));
+    static thread_local ScratchBuffer wt_buffer;
+    float* wt = wt_buffer.get(C * OC * 9);
     for (int64_t oc = 0; oc < OC; ++oc)
       for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = 0; t < 9; ++t) wt[static_cast<size_t>((c * OC + oc) * 9 + 8 - t)] = w[(oc * C + c) * 9 + t];
+        for (int64_t t = 0; t < 9; ++t) wt[(c * OC + oc) * 9 + 8 - t] = w[(oc * C + c) * 9 + t];
     Conv2dShape t = s;
     t.C = OC, t.OC = C, t.H = s.OH, t.W = s.OW, t.OH = s.H, t.OW = s.W;
-    conv2d_forward_winograd(dy, wt.data(), nullptr, dx, t, /*accumulate=*/true);
+    conv2d_forward_winograd(dy, wt, nullptr, dx, t, /*accumulate=*/true);
   }
   if (!dw) return;
 
@@ -315,40 +319,43 @@ void conv2d_backward_winograd(const float* x, const float* w, const float* dy, f
   const Tiling tl = tiling(s);
   const int64_t T = chunk_tiles(C, OC, 2048 * 1024), chunks = (tl.total + T - 1) / T;
   const int64_t OP = (OC + kGemmMR - 1) / kGemmMR, CP = (C + kGemmNR - 1) / kGemmNR;
-  const int64_t slabs = std::clamp<int64_t>(tl.total / 256, 1, std::min<int64_t>(16, chunks));
-  std::vector<float> du(static_cast<size_t>(slabs * kXi * OC * C), 0.0f);
+  const int64_t slabs = std::clamp<int64_t>(tl.total / 256, 1, std::min<int64_t>(8, chunks));
+  const int64_t filters = OC * C;
+  static thread_local ScratchBuffer du_buffer;  // reused: a fresh vector would page-fault every call
+  float* du = du_buffer.get(slabs * kXi * filters);
+  std::fill_n(du, slabs * kXi * filters, 0.0f);
 #pragma omp parallel for schedule(static)
   for (int64_t slab = 0; slab < slabs; ++slab) {
     // zp: Z[ξ] as the micro-kernel's A operand, zp[ξ][oc panel][tile][MR];
     // vt: V[ξ]ᵀ as its B operand, vt[ξ][c panel][tile][NR].
-    static thread_local ScratchBuffer zp_buffer, vt_buffer, d_buffer, v_buffer;
+    static thread_local ScratchBuffer zp_buffer, vt_buffer, d_buffer, g_buffer;
     static thread_local std::vector<TileRun> runs;
     const int64_t zs = OP * T * kGemmMR + 16, vs = CP * T * kGemmNR + 16;  // + a cache line: see the forward pass
     float* zp = zp_buffer.get(kXi * zs);
     float* vt = vt_buffer.get(kXi * vs);
-    float* d = d_buffer.get(kXi * T);
-    float* v = v_buffer.get(kXi * T);  // one channel's transformed tiles, v[ξ][tile]
-    std::fill_n(zp, kXi * zs, 0.0f);  // channels past the last stay 0
-    std::fill_n(vt, kXi * vs, 0.0f);
-    std::fill_n(d, kXi * T, 0.0f);  // tiles past a short last chunk: zeros, not garbage
-    float* dus = du.data() + slab * kXi * OC * C;
+    // d: a panel of NR input channels' patches side by side, d[position][tile][lane];
+    // g: the same for the 2×2 blocks of dy of a panel of MR output channels.
+    float* d = d_buffer.get(kXi * T * kGemmNR);
+    float* g = g_buffer.get(4 * T * kGemmMR);
+    std::fill_n(d, kXi * T * kGemmNR, 0.0f);  // lanes past the last channel stay 0 (their columns
+    std::fill_n(g, 4 * T * kGemmMR, 0.0f);    // and rows of dU are dropped; 0 keeps them finite)
+    float* dus = du + slab * kXi * filters;
     for (int64_t chunk = slab * chunks / slabs; chunk < (slab + 1) * chunks / slabs; ++chunk) {
       const int64_t t0 = chunk * T, t1 = std::min(tl.total, t0 + T);
       tile_runs(tl, t0, t1, runs);
-      auto v_at = [v, T](int xi, int64_t t = 0) { return v + xi * T + t; };
-      for (int64_t c = 0; c < C; ++c) {  // lane c % NR of vt's panel c / NR
-        gather_patches(x + c * s.H * s.W, C * s.H * s.W, s, runs, d, T);
-        transform_patches(d, T, v_at);
-        float* dst = vt + (c / kGemmNR) * T * kGemmNR + c % kGemmNR;
-        for (int64_t xi = 0; xi < kXi; ++xi)
-          for (int64_t t = 0; t < t1 - t0; ++t) dst[xi * vs + t * kGemmNR] = v[xi * T + t];
+      // The transforms write the panels in place: tiles are the rows of a panel and its channels
+      // the lanes, which is d's layout, so each panel's channels are gathered into their lanes
+      // of d and transformed together. (Tiles past a short last chunk hold stale values; the
+      // products below stop at the chunk's last tile.)
+      for (int64_t cp = 0; cp < CP; ++cp) {
+        for (int64_t c = cp * kGemmNR; c < std::min(C, (cp + 1) * kGemmNR); ++c)
+          gather_patches(x + c * s.H * s.W, C * s.H * s.W, s, runs, d + c % kGemmNR, T * kGemmNR, kGemmNR);
+        transform_patches(d, T * kGemmNR, [&](int xi, int64_t e) { return vt + xi * vs + cp * T * kGemmNR + e; });
       }
-      for (int64_t oc = 0; oc < OC; ++oc) {  // lane oc % MR of zp's panel oc / MR
-        gather_blocks(dy + oc * P, OC * P, s, runs, d, T);
-        transform_blocks(d, T, v_at);
-        float* dst = zp + (oc / kGemmMR) * T * kGemmMR + oc % kGemmMR;
-        for (int64_t xi = 0; xi < kXi; ++xi)
-          for (int64_t t = 0; t < t1 - t0; ++t) dst[xi * zs + t * kGemmMR] = v[xi * T + t];
+      for (int64_t op = 0; op < OP; ++op) {
+        for (int64_t oc = op * kGemmMR; oc < std::min(OC, (op + 1) * kGemmMR); ++oc)
+          gather_blocks(dy + oc * P, OC * P, s, runs, g + oc % kGemmMR, T * kGemmMR, kGemmMR);
+        transform_blocks(g, T * kGemmMR, [&](int xi) { return zp + xi * zs + op * T * kGemmMR; });
       }
       const int64_t kc = t1 - t0;  // the chunk's tiles; a short last chunk leaves the rest of the panels unread
       for (int64_t xi = 0; xi < kXi; ++xi)
@@ -364,15 +371,14 @@ void conv2d_backward_winograd(const float* x, const float* w, const float* dy, f
         }
     }
   }
-  const int64_t filters = OC * C;
 #pragma omp parallel for schedule(static) if (slabs * kXi * filters >= kParallelMin)
   for (int64_t e = 0; e < kXi * filters; ++e)
-    for (int64_t slab = 1; slab < slabs; ++slab) du[static_cast<size_t>(e)] += du[static_cast<size_t>(slab * kXi * filters + e)];
+    for (int64_t slab = 1; slab < slabs; ++slab) du[e] += du[slab * kXi * filters + e];
 #pragma omp parallel for schedule(static) if (kXi * filters >= kParallelMin)
   for (int64_t oc = 0; oc < OC; ++oc)
     for (int64_t c = 0; c < C; ++c) {
       float f[kXi];
-      for (int64_t xi = 0; xi < kXi; ++xi) f[xi] = du[static_cast<size_t>((xi * OC + oc) * C + c)];
+      for (int64_t xi = 0; xi < kXi; ++xi) f[xi] = du[(xi * OC + oc) * C + c];
       untransform_filter_grad(f, dw + (oc * C + c) * 9);
     }
 }
