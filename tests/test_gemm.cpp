@@ -118,9 +118,10 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
   // (stride 2; its gradients go through im2col), implicit with panels spanning images (3×3
   // maps), implicit with rows of 15 read in place, implicit with the weight gradient as one
   // GEMM (128 channels, 3 images of 10×10: two blocks of depth), im2col (with several
-  // weight-gradient chunks: 48 images of 8×8 are 4 of 12), depthwise, winograd (1000 tiles of
-  // 9×9 maps: forward chunks of 256 tiles, the last one short, and the weight gradient's 3 slabs
-  // over 4 chunks; 128 channels: chunks of 32 tiles).
+  // weight-gradient chunks: 48 images of 8×8 are 4 of 12), depthwise, winograd (with AVX2:
+  // 1000 tiles of 9×9 maps in forward chunks of 256 tiles, the last one short, and the weight
+  // gradient's 3 slabs over 4 chunks; 128 channels: chunks of 32 tiles; 20 → 7 channels: slabs
+  // and partial panels of both operands), winograd4 (360 tiles of 4×4 outputs, 20 → 7).
   for (const Case& k : {Case{"implicit", {3, 8, 7, 35}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"implicit", {2, 8, 15, 15}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"implicit", {3, 128, 10, 10}, {128, 128, 3, 3}, 1, 1, 1},
@@ -130,7 +131,9 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
                         Case{"im2col", {48, 8, 8, 8}, {6, 4, 3, 3}, 1, 1, 2},
                         Case{"depthwise", {3, 5, 9, 20}, {5, 1, 3, 3}, 1, 1, 5},
                         Case{"winograd", {40, 8, 9, 9}, {6, 8, 3, 3}, 1, 1, 1},
-                        Case{"winograd", {3, 128, 10, 10}, {128, 128, 3, 3}, 1, 1, 1}}) {
+                        Case{"winograd", {3, 128, 10, 10}, {128, 128, 3, 3}, 1, 1, 1},
+                        Case{"winograd", {40, 20, 9, 9}, {7, 20, 3, 3}, 1, 1, 1},
+                        Case{"winograd4", {40, 20, 9, 9}, {7, 20, 3, 3}, 1, 1, 1}}) {
     DYNAMIC_SECTION(k.variant << " x" << shape_str(k.x) << " stride " << k.stride) {
       auto run = [&](int threads) {
         omp_set_num_threads(threads);

@@ -47,16 +47,25 @@ TEST_CASE("registry: dispatch picks the first automatic variant that supports th
   CHECK(choose_variant(conv, dense, {}).name == "implicit");
   Tensors dense64{Tensor::ones({1, 4, 5, 5}, DType::f64), Tensor::ones({6, 4, 3, 3}, DType::f64)};
   CHECK(choose_variant(conv, dense64, {}).name == "reference");
-  // winograd supports every 3×3 stride-1 padding-1 convolution but is chosen (chosen_when)
-  // only with 64 channels in and out on maps of 4×4 and up; elsewhere implicit takes it.
+  // winograd4 and winograd support every 3×3 stride-1 padding-1 convolution but are chosen
+  // (chosen_when) only where they pay: winograd4 from 24 → 64 channels on maps of 7×7 and up,
+  // winograd for 64 → 64 on maps of 4×4 to 6×6; elsewhere implicit takes it.
   Tensors wide{Tensor::ones({1, 64, 8, 8}), Tensor::ones({64, 64, 3, 3})};
-  CHECK(choose_variant(conv, wide, {{"padding", 1}}).name == "winograd");
+  CHECK(choose_variant(conv, wide, {{"padding", 1}}).name == "winograd4");
+  Tensors stem{Tensor::ones({1, 24, 7, 7}), Tensor::ones({64, 24, 3, 3})};
+  CHECK(choose_variant(conv, stem, {{"padding", 1}}).name == "winograd4");
+  Tensors six{Tensor::ones({1, 64, 6, 6}), Tensor::ones({64, 64, 3, 3})};
+  CHECK(choose_variant(conv, six, {{"padding", 1}}).name == "winograd");
   CHECK(choose_variant(conv, wide, {{"padding", 1}, {"stride", 2}}).name == "implicit");
-  Tensors narrow{Tensor::ones({1, 32, 8, 8}), Tensor::ones({64, 32, 3, 3})};
+  Tensors narrow{Tensor::ones({1, 16, 8, 8}), Tensor::ones({64, 16, 3, 3})};
   CHECK(choose_variant(conv, narrow, {{"padding", 1}}).name == "implicit");
   CHECK(conv.variant("winograd").supports(narrow, {{"padding", 1}}));
   Tensors small_map{Tensor::ones({1, 64, 3, 3}), Tensor::ones({64, 64, 3, 3})};
   CHECK(choose_variant(conv, small_map, {{"padding", 1}}).name == "implicit");
+  Tensors edge{Tensor::ones({1, 64, 4, 4}), Tensor::ones({64, 64, 3, 3})};
+  CHECK(choose_variant(conv, edge, {{"padding", 1}}).name == "winograd");
+  Tensors narrow_out{Tensor::ones({1, 64, 8, 8}), Tensor::ones({32, 64, 3, 3})};
+  CHECK(choose_variant(conv, narrow_out, {{"padding", 1}}).name == "implicit");
   Tensors multiplier{Tensor::ones({1, 4, 5, 5}), Tensor::ones({8, 1, 3, 3})};
   CHECK(choose_variant(conv, multiplier, {{"groups", 4}}).name == "reference");
   force_variant("matmul", "eigen");

@@ -1,7 +1,8 @@
 // conv2d.cpp — op definition of conv2d: x (N,C,H,W), w (OC,C/groups,KH,KW), optional b (OC).
 // Attributes: stride (1), padding (0), groups (1).
-// Variants: reference (plain loops); winograd (3×3 stride-1 convolutions by Winograd's
-// F(2×2, 3×3), 2.25× fewer multiply-adds; chosen for wide layers); implicit (implicit GEMM: the
+// Variants: reference (plain loops); winograd4 and winograd (3×3 stride-1 convolutions by
+// Winograd's F(4×4, 3×3) and F(2×2, 3×3), 4× and 2.25× fewer multiply-adds; chosen for wide
+// layers); implicit (implicit GEMM: the
 // GEMM reads straight from the image, the default where it applies); im2col (im2col + edl's
 // GEMM, kept beside it so that the benchmark shows what skipping the column matrix buys);
 // depthwise (direct loops for groups = C = OC, where there is no product for a GEMM).
@@ -147,9 +148,10 @@ OpDef make_conv2d() {
         // 115 channels × 9 taps = 1035 columns, not whole panels; 300 pixels deep, so the second
         // block of depth starts in the middle of a row of the third image.
         s("115->128 on 10x10, 3 images (dw as one GEMM, two depth blocks)", {3, 115, 10, 10}, 128, 3, 1, 1, 1, false, false),
-        // winograd cuts rows of tiles into runs of 256 tiles (conv2d_winograd.cpp): rows of 520
-        // pixels (260 tiles) are two runs.
-        s("3x3 s1 p1 rows of 520", {1, 2, 3, 520}, 3, 3, 1, 1, 1, true, false),
+        // A row of tiles longer than a chunk of tiles (conv2d_winograd.cpp: at most 16 panels,
+        // 256 tiles with AVX2, 512 with AVX-512): 550 tiles of 2×2, 275 of 4×4, split between
+        // chunks.
+        s("3x3 s1 p1 rows of 1100", {1, 2, 3, 1100}, 3, 3, 1, 1, 1, true, false),
         s("resnet20 stem 3->16 32x32", {16, 3, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer1 16->16 32x32", {16, 16, 32, 32}, 16, 3, 1, 1, 1, false, false),
         s("resnet20 layer2 16->32 s2", {16, 16, 32, 32}, 32, 3, 2, 1, 1, false, false),
@@ -196,18 +198,30 @@ OpDef make_conv2d() {
       if (t.dtype() != DType::f32) return false;
     return conv2d_winograd_applies(conv2d_shape(in, a));
   };
-  // Where the 2.25× fewer multiply-adds outrun the transforms (conv2d_winograd.h): 64 channels
-  // in and out and maps of 4×4 and up. Measured (edl_bench layers/conv2d, batch 128, 2 threads,
-  // medians of 3 rounds, forward and backward against implicit): 1.0–1.8× faster on ResNet-18's
-  // and airbench's 64- to 512-channel layers and ResNet-20's 64-channel one (airbench's 64 → 64
-  // on 15×15 maps about a tie); slower with 16, 24
-  // or 32 channels (0.5–0.9×: the transforms cost as much as the products) and on 3×3 maps
-  // (0.84–0.94×: their 2×2 tiles cover 4×4).
+  // Where the fewer multiply-adds outrun the transforms (conv2d_winograd.h). Measured with
+  // edl_bench layers/conv2d (batch 128, 2 threads, medians of 3 rounds; forward and backward
+  // against implicit):
+  //   winograd (F(2×2)): 1.1–1.9× on ResNet-18's and airbench's 64- to 512-channel layers on
+  //     maps of 4×4 to 32×32, ResNet-20's 64-channel one 1.38× / 1.08×; slower with 16 or 32
+  //     channels (0.5–0.9×: the transforms cost as much as the products), on airbench's 24 → 64
+  //     layer (0.8×) and on 3×3 maps (0.94×: their 2×2 tiles cover 4×4).
+  //   winograd4 (F(4×4)): faster still on maps of 7×7 and up (ResNet-18's 32×32 and 16×16
+  //     layers 1.6–1.8× against F(2×2)'s 1.1–1.5×; airbench's 256-channel 7×7 1.77× / 1.25×,
+  //     its 24 → 64 31×31 1.16× / 1.04×); on 4×4 and 3×3 maps, where most of a 4×4 tile is
+  //     edge, slower than F(2×2) (0.6–1.2× against implicit); a tie with F(2×2) on 8×8 maps.
+  // So: winograd4 from 24 input and 64 output channels on maps of 7×7 and up, winograd for 64
+  // and 64 on maps of 4×4 and up, implicit elsewhere.
   winograd.chosen_when = [](const Tensors& in, const Attrs& a) {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.C >= 64 && s.OC >= 64 && s.H >= 4 && s.W >= 4;
   };
-  op.variants = {ref, depthwise, winograd, f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit),
+  Variant winograd4 = f32_variant("winograd4", conv2d_forward_winograd4, conv2d_backward_winograd4);
+  winograd4.supports = winograd.supports;
+  winograd4.chosen_when = [](const Tensors& in, const Attrs& a) {
+    const Conv2dShape s = conv2d_shape(in, a);
+    return s.C >= 24 && s.OC >= 64 && s.H >= 7 && s.W >= 7;
+  };
+  op.variants = {ref, depthwise, winograd4, winograd, f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit),
                  f32_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col)};
   return op;
 }

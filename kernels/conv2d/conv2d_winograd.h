@@ -1,5 +1,8 @@
 // conv2d_winograd.h — 3×3 convolutions (stride 1, padding 1, no groups) by Winograd's minimal
-// filtering F(2×2, 3×3): 2.25 times fewer multiplications than the direct sum.
+// filtering: F(2×2, 3×3), 2.25 times fewer multiplications than the direct sum (variant
+// `winograd`), and F(4×4, 3×3), 4 times fewer (variant `winograd4`). Explained below for
+// F(2×2, 3×3); F(4×4, 3×3) is the same with 4×4 output tiles, 6×6 patches and 36 positions ξ
+// (its matrices are in conv2d_winograd.cpp).
 //
 // Shapes as in conv2d_reference.h, the specification these kernels are tested against.
 //
@@ -38,8 +41,9 @@
 //   dw = Gᵀ dU G
 // the same 2.25× fewer multiply-adds.
 //
-// Accuracy: the transforms add and halve, so results differ from the direct sum by float
-// rounding only (checked to the variant tests' tolerance, like every fast variant). Every
+// Accuracy: F(2×2, 3×3)'s transforms add and halve, so results differ from the direct sum by
+// float rounding only; F(4×4, 3×3)'s scale by up to 8 and 1/24, which makes that rounding
+// larger (both checked to the variant tests' tolerance, like every fast variant). Every
 // output element is summed by one thread in a fixed order (the weight gradient in fixed slabs
 // of tiles added in order): results are bitwise identical for any number of threads.
 //
@@ -63,5 +67,16 @@ inline void conv2d_forward_winograd(const float* x, const float* w, const float*
 // Accumulates (+=) into dx, dw and db; null outputs are skipped.
 void conv2d_backward_winograd(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s);
+
+// The same with F(4×4, 3×3): tiles of 4×4 outputs from 6×6 patches, 36 products for 16 outputs
+// (4× fewer multiply-adds than the direct sum, against 2.25×), 36 matrix products per call.
+// Its transforms have larger constants (up to 8 and 1/24), so its rounding errors are larger.
+void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                              bool accumulate);
+inline void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
+  conv2d_forward_winograd4(x, w, b, y, s, false);
+}
+void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                               const Conv2dShape& s);
 
 }  // namespace edl
