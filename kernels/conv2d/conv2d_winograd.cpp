@@ -48,8 +48,8 @@ struct Winograd<4> {
 // the loops unroll, the coefficients become constants and the zero terms drop out at compile
 // time (a multiply by 0 could not be folded away otherwise: 0·∞ is NaN), leaving the handful of
 // additions and scalings a hand-written transform would have.
-template <bool kTransposed, int R, int K, int MR_, int MK_>
-inline void apply(const float (&mat)[MR_][MK_], const float* in, int64_t in_stride, float* out, int64_t out_stride) {
+template <bool kTransposed, int R, int K, int Rows, int Cols>
+inline void apply(const float (&mat)[Rows][Cols], const float* in, int64_t in_stride, float* out, int64_t out_stride) {
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     float acc = 0.0f;
