@@ -330,7 +330,10 @@ EXPLANATION = """\
   oneDNN — whichever were built in) on the same shape and threads, named in the cell.
 - **Implementations**: `matmul.<variant>` and `conv2d.<variant>` are edl's registered variants,
   called through the registry (`edl::call`, which allocates the output on each call): the
-  reference (plain loops, the specification) and the fast ones. `Eigen`, `OpenBLAS`, `oneDNN`
+  reference (plain loops, the specification) and the fast ones. Every conv variant is credited
+  with the direct convolution's FLOPs, so GFLOP/s is a speed on the same work for all of them;
+  `conv2d.winograd` and `conv2d.winograd4` do 2.25× and 4× fewer multiply-adds, so their
+  % peak can pass 100 % (it is an effective speed, not the machine's arithmetic). `Eigen`, `OpenBLAS`, `oneDNN`
   are the libraries called directly into a preallocated output.
 - **im2col shapes**: a convolution becomes one matrix product W (OC, C·KH·KW) × col
   (C·KH·KW, batch·OH·OW): M = OC, K = C·KH·KW, N = batch·OH·OW. Few rows (small M) or a
