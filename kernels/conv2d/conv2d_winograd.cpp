@@ -2,7 +2,10 @@
 // conv2d_winograd.h: one implementation, templated on the output tile size M.
 #include "kernels/conv2d/conv2d_winograd.h"
 
+#include <omp.h>
+
 #include <algorithm>
+#include <span>
 #include <vector>
 
 #include "engine/error.h"
@@ -88,14 +91,37 @@ constexpr int64_t kMaxChunk = 16 * kGemmNR;
 struct TileRun {
   int64_t n, i, j0, len, col;
 };
-void tile_runs(const Tiling& tl, int64_t t0, int64_t t1, std::vector<TileRun>& runs) {
-  runs.clear();
+// Writes them to runs (room for t1 - t0 of them: every run has a tile), returns how many.
+int64_t tile_runs(const Tiling& tl, int64_t t0, int64_t t1, TileRun* runs) {
+  int64_t count = 0;
   for (int64_t t = t0; t < t1;) {
     const int64_t n = t / tl.per_image, i = (t % tl.per_image) / tl.cols, j0 = t % tl.cols;
     const int64_t len = std::min(tl.cols - j0, t1 - t);
-    runs.push_back({n, i, j0, len, t - t0});
+    runs[count++] = {n, i, j0, len, t - t0};
     t += len;
   }
+  return count;
+}
+
+// Every thread's scratch for the parallel loops below: one buffer of the calling thread, cut
+// into a slice per thread, allocated before the loop — an exception (bad_alloc) thrown inside
+// a parallel region could not reach the caller (gemm.cpp does the same). Slices are whole
+// cache lines, so each keeps the 64-byte alignment the micro-kernel's loads need.
+struct ThreadSlices {
+  float* base;
+  int64_t floats;  // per thread
+  TileRun* runs;   // max_runs per thread
+  int64_t max_runs;
+  float* floats_of(int thread) const { return base + thread * floats; }
+  TileRun* runs_of(int thread) const { return runs + thread * max_runs; }
+};
+ThreadSlices thread_slices(int64_t floats, int64_t max_runs) {
+  static thread_local ScratchBuffer buffer;
+  static thread_local std::vector<TileRun> runs;
+  const int threads = omp_get_max_threads();
+  floats = (floats + 15) / 16 * 16;
+  runs.resize(static_cast<size_t>(threads * max_runs));
+  return {buffer.get(threads * floats), floats, runs.data(), max_runs};
 }
 
 // ---- the transforms ----
@@ -120,7 +146,7 @@ void transform_filter(const float* g, float* u) {
 // one channel, ls = NR for a panel of NR channels side by side (d then points at the channel's
 // lane).
 template <int M>
-void gather_patches(const float* plane, int64_t image, const Conv2dShape& s, const std::vector<TileRun>& runs,
+void gather_patches(const float* plane, int64_t image, const Conv2dShape& s, std::span<const TileRun> runs,
                     float* d, int64_t per_pos, int64_t ls) {
   constexpr int A = Winograd<M>::kAlpha;
   for (const TileRun& r : runs) {
@@ -180,7 +206,7 @@ void transform_products(const float* m, int64_t ms, int64_t T, float* o) {
 // Writes the tiles' outputs o (transform_products) into channel plane `plane` of image 0
 // (images `image` floats apart): y = (accumulate ? y : 0) + o + bias, within the map.
 template <int M>
-void scatter_outputs(const float* o, int64_t T, const std::vector<TileRun>& runs, float bias, float* plane,
+void scatter_outputs(const float* o, int64_t T, std::span<const TileRun> runs, float bias, float* plane,
                      int64_t image, const Conv2dShape& s, bool accumulate) {
   for (const TileRun& r : runs) {
     const int64_t width = std::min(M * r.len, s.OW - M * r.j0);
@@ -203,7 +229,7 @@ void scatter_outputs(const float* o, int64_t T, const std::vector<TileRun>& runs
 // runs in channel plane `plane` of image 0 of dy (images `image` floats apart); 0 past the map's
 // edge. per_pos and ls as in gather_patches.
 template <int M>
-void gather_blocks(const float* plane, int64_t image, const Conv2dShape& s, const std::vector<TileRun>& runs,
+void gather_blocks(const float* plane, int64_t image, const Conv2dShape& s, std::span<const TileRun> runs,
                    float* blk, int64_t per_pos, int64_t ls) {
   for (const TileRun& r : runs)
     for (int k = 0; k < M; ++k) {
@@ -289,18 +315,18 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
   // the L1 cache, which evict each other (measured: the output transform of ResNet-20's
   // 16-channel layers took 30% of the time with blocks 16 KB apart).
   const int64_t vs = panels * C * kGemmNR + 16, ms = OC * T + 16;
+  const ThreadSlices scratch = thread_slices(kXi * (vs + ms + T), T);
 #pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     // vp: V[ξ] of the chunk as the micro-kernel's B operand, panels of NR tiles:
     // vp[ξ·vs + (panel·C + c)·NR + lane]. m: the products, M[ξ] (OC × T) at m + ξ·ms.
     // d: one channel's patches, or outputs.
-    static thread_local ScratchBuffer vp_buffer, m_buffer, d_buffer;
-    static thread_local std::vector<TileRun> runs;
-    float* vp = vp_buffer.get(kXi * vs);
-    float* m = m_buffer.get(kXi * ms);
-    float* d = d_buffer.get(kXi * T);
+    float* vp = scratch.floats_of(omp_get_thread_num());
+    float* m = vp + kXi * vs;
+    float* d = m + kXi * ms;
     const int64_t t0 = chunk * T, t1 = std::min(tl.total, t0 + T);
-    tile_runs(tl, t0, t1, runs);
+    TileRun* run_buffer = scratch.runs_of(omp_get_thread_num());
+    const std::span<const TileRun> runs(run_buffer, static_cast<size_t>(tile_runs(tl, t0, t1, run_buffer)));
     if (t1 - t0 < T) std::fill_n(d, kXi * T, 0.0f);  // tiles past the last: zeros, not garbage
     for (int64_t c = 0; c < C; ++c) {
       gather_patches<M>(x + c * s.H * s.W, C * s.H * s.W, s, runs, d, T, 1);
@@ -367,27 +393,27 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   static thread_local ScratchBuffer du_buffer;  // reused: a fresh vector would page-fault every call
   float* du = du_buffer.get(slabs * kXi * filters);
   std::fill_n(du, slabs * kXi * filters, 0.0f);
+  const int64_t zs = OP * T * kGemmMR + 16, vts = CP * T * kGemmNR + 16;  // + a cache line: see the forward pass
+  const ThreadSlices scratch = thread_slices(kXi * (zs + vts + T * kGemmNR) + M * M * T * kGemmMR, T);
 #pragma omp parallel for schedule(static)
   for (int64_t slab = 0; slab < slabs; ++slab) {
     // zp: Z[ξ] as the micro-kernel's A operand, zp[ξ][oc panel][tile][MR];
     // vt: V[ξ]ᵀ as its B operand, vt[ξ][c panel][tile][NR].
-    static thread_local ScratchBuffer zp_buffer, vt_buffer, d_buffer, blk_buffer;
-    static thread_local std::vector<TileRun> runs;
-    const int64_t zs = OP * T * kGemmMR + 16, vts = CP * T * kGemmNR + 16;  // + a cache line: see the forward pass
-    float* zp = zp_buffer.get(kXi * zs);
-    float* vt = vt_buffer.get(kXi * vts);
+    float* zp = scratch.floats_of(omp_get_thread_num());
+    float* vt = zp + kXi * zs;
     // d: a panel of NR input channels' patches side by side, d[position][tile][lane];
     // blk: the same for the M×M blocks of dy of a panel of MR output channels. In a last,
     // partial panel the lanes past the last channel hold another panel's values (zeros at
     // first): they only reach rows and columns of dU that gemm_tile_rows drops.
-    float* d = d_buffer.get(kXi * T * kGemmNR);
-    float* blk = blk_buffer.get(M * M * T * kGemmMR);
+    float* d = vt + kXi * vts;
+    float* blk = d + kXi * T * kGemmNR;
     std::fill_n(d, kXi * T * kGemmNR, 0.0f);
     std::fill_n(blk, M * M * T * kGemmMR, 0.0f);
     float* dus = du + slab * kXi * filters;
     for (int64_t chunk = slab * chunks / slabs; chunk < (slab + 1) * chunks / slabs; ++chunk) {
       const int64_t t0 = chunk * T, t1 = std::min(tl.total, t0 + T);
-      tile_runs(tl, t0, t1, runs);
+      TileRun* run_buffer = scratch.runs_of(omp_get_thread_num());
+      const std::span<const TileRun> runs(run_buffer, static_cast<size_t>(tile_runs(tl, t0, t1, run_buffer)));
       // The transforms write the panels in place: tiles are the rows of a panel and its channels
       // the lanes, which is d's layout, so each panel's channels are gathered into their lanes
       // of d and transformed together. (Tiles past a short last chunk hold stale values; the
