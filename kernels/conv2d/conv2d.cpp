@@ -2,11 +2,10 @@
 // Attributes: stride (1), padding (0), groups (1).
 // Variants: reference (plain loops); winograd4 and winograd (3×3 stride-1 convolutions by
 // Winograd's F(4×4, 3×3) and F(2×2, 3×3), 4× and 2.25× fewer multiply-adds; chosen for wide
-// layers); implicit (implicit GEMM: the
-// GEMM reads straight from the image, the default where it applies); im2col (im2col + edl's
-// GEMM, kept beside it so that the benchmark shows what skipping the column matrix buys);
-// depthwise (direct loops for groups = C = OC, where there is no product for a GEMM).
-// docs/convolution.md explains them.
+// layers); implicit (implicit GEMM: the GEMM reads straight from the image, the default where
+// it applies); im2col (im2col + edl's GEMM, kept beside it so that the benchmark shows what
+// skipping the column matrix buys); depthwise (direct loops for groups = C = OC, where there is
+// no product for a GEMM). docs/convolution.md explains them.
 #include "kernels/common/gemm_ukernel.h"
 #include "kernels/common/op_util.h"
 #include "kernels/conv2d/conv2d_depthwise.h"
@@ -35,6 +34,12 @@ static Conv2dShape conv2d_shape(const Tensors& in, const Attrs& a) {
   return s;
 }
 
+static bool all_f32(const Tensors& in) {
+  for (const Tensor& t : in)
+    if (t.dtype() != DType::f32) return false;
+  return true;
+}
+
 // A float32 variant from its forward and backward kernels (same signatures as the reference's,
 // in float). For the GEMM variants: a GEMM per group needs a few input channels per group to
 // pay off, so depthwise convolutions (one channel per group) go to the depthwise variant.
@@ -44,8 +49,7 @@ static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBac
   Variant v;
   v.name = name;
   v.supports = [](const Tensors& in, const Attrs& a) {
-    for (const Tensor& t : in)
-      if (t.dtype() != DType::f32) return false;
+    if (!all_f32(in)) return false;
     Conv2dShape s = conv2d_shape(in, a);
     return s.groups == 1 || s.C / s.groups >= 2;
   };
@@ -188,15 +192,11 @@ OpDef make_conv2d() {
   };
   Variant depthwise = f32_variant("depthwise", conv2d_forward_depthwise, conv2d_backward_depthwise);
   depthwise.supports = [](const Tensors& in, const Attrs& a) {
-    for (const Tensor& t : in)
-      if (t.dtype() != DType::f32) return false;
-    return conv2d_is_depthwise(conv2d_shape(in, a));
+    return all_f32(in) && conv2d_is_depthwise(conv2d_shape(in, a));
   };
   Variant winograd = f32_variant("winograd", conv2d_forward_winograd, conv2d_backward_winograd);
   winograd.supports = [](const Tensors& in, const Attrs& a) {
-    for (const Tensor& t : in)
-      if (t.dtype() != DType::f32) return false;
-    return conv2d_winograd_applies(conv2d_shape(in, a));
+    return all_f32(in) && conv2d_winograd_applies(conv2d_shape(in, a));
   };
   // Where the fewer multiply-adds outrun the transforms (conv2d_winograd.h). Measured with
   // edl_bench layers/conv2d (batch 128, 2 threads, medians of 3 rounds; forward and backward
@@ -209,8 +209,8 @@ OpDef make_conv2d() {
   //     layers 1.6–1.8× against F(2×2)'s 1.1–1.5×; airbench's 256-channel 7×7 1.77× / 1.25×,
   //     its 24 → 64 31×31 1.16× / 1.04×); on 4×4 and 3×3 maps, where most of a 4×4 tile is
   //     edge, slower than F(2×2) (0.6–1.2× against implicit); a tie with F(2×2) on 8×8 maps.
-  // So: winograd4 from 24 input and 64 output channels on maps of 7×7 and up, winograd for 64
-  // and 64 on maps of 4×4 and up, implicit elsewhere.
+  // So: winograd4 from 24 input and 64 output channels on maps of 7×7 and up; winograd, after
+  // it, for 64 → 64 channels on maps of 4×4 and up (6×6 and below, in effect); implicit elsewhere.
   winograd.chosen_when = [](const Tensors& in, const Attrs& a) {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.C >= 64 && s.OC >= 64 && s.H >= 4 && s.W >= 4;

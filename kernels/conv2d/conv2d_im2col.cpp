@@ -1,6 +1,8 @@
 // conv2d_im2col.cpp — the im2col + GEMM convolution kernels declared in conv2d_im2col.h.
 #include "kernels/conv2d/conv2d_im2col.h"
 
+#include "engine/threads.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -52,16 +54,21 @@ static BackwardScratch backward_scratch(int64_t dyc_floats, int64_t col_floats) 
   return {buf.data(), buf.data() + dyc_floats};
 }
 
+void conv2d_bias_backward(const float* dy, float* db, const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW;
+#pragma omp parallel for schedule(static) if (s.N * s.OC * P >= kParallelMin)
+  for (int64_t oc = 0; oc < s.OC; ++oc)
+    for (int64_t n = 0; n < s.N; ++n) {
+      float acc = 0;
+      for (int64_t i = 0; i < P; ++i) acc += dy[(n * s.OC + oc) * P + i];
+      db[oc] += acc;
+    }
+}
+
 void conv2d_backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                             const Conv2dShape& s) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK, P = s.OH * s.OW;
-  if (db)
-    for (int64_t n = 0; n < s.N; ++n)
-      for (int64_t oc = 0; oc < s.OC; ++oc) {
-        float acc = 0;
-        for (int64_t i = 0; i < P; ++i) acc += dy[(n * s.OC + oc) * P + i];
-        db[oc] += acc;
-      }
+  if (db) conv2d_bias_backward(dy, db, s);
   if ((!dw && !dx) || s.N == 0 || P == 0 || CKK == 0 || OCG == 0) return;
 
   // Images per product: about kBackwardColumns columns, in an even number of products, so that

@@ -84,6 +84,11 @@ inline void col2im_add_channel(const float* dcol, float* dxc, int64_t ld, const 
     }
 }
 
+// db[oc] += Σ over images and pixels of dy[n][oc] (dy is (N,OC,OH,OW)): the bias gradient of
+// every GEMM-based variant (im2col's backward, and so implicit's, and winograd's). Each output
+// channel is summed by one thread, image after image.
+void conv2d_bias_backward(const float* dy, float* db, const Conv2dShape& s);
+
 // Defined in conv2d_im2col.cpp, which keeps one column matrix per thread. Backward accumulates
 // (+=) into dx, dw and db; null outputs are skipped.
 void conv2d_forward_im2col(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);

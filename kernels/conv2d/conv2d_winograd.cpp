@@ -12,6 +12,7 @@
 #include "engine/threads.h"
 #include "kernels/common/gemm.h"
 #include "kernels/common/gemm_ukernel.h"
+#include "kernels/conv2d/conv2d_im2col.h"
 
 namespace edl {
 
@@ -353,16 +354,7 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   EDL_CHECK(conv2d_winograd_applies(s), "conv2d winograd: needs a 3x3 kernel, stride 1, padding 1 and groups 1");
   constexpr int64_t kXi = Winograd<M>::kAlpha * Winograd<M>::kAlpha;
   const int64_t C = s.C, OC = s.OC, P = s.OH * s.OW;
-  if (db) {
-#pragma omp parallel for schedule(static) if (s.N * OC * P >= kParallelMin)
-    for (int64_t oc = 0; oc < OC; ++oc)
-      for (int64_t n = 0; n < s.N; ++n) {
-        const float* d = dy + (n * OC + oc) * P;
-        float sum = 0.0f;
-        for (int64_t p = 0; p < P; ++p) sum += d[p];
-        db[oc] += sum;
-      }
-  }
+  if (db) conv2d_bias_backward(dy, db, s);
 
   // dx is the convolution of dy with wt (C, OC, 3, 3), wt[c][oc][kh][kw] = w[oc][c][2-kh][2-kw],
   // padding 3 - 1 - 1 = 1: the forward kernel, accumulating.
