@@ -2,8 +2,9 @@
 // what a variant buys where the time actually goes.
 //
 //   layers/conv2d.<variant>/<layer>/forward/threads:T    every conv2d variant of the registry
-//   layers/conv2d.<variant>/<layer>/backward/threads:T   dx and dw, through the variant's
-//                                                        backward (or the reference's)
+//   layers/conv2d.<variant>/<layer>/dx/threads:T         the backward pass, one gradient at a
+//   layers/conv2d.<variant>/<layer>/dw/threads:T         time, through the variant's backward
+//                                                        (or the reference's)
 //   im2col/<impl>/<layer> M=.. K=.. N=../threads:T       the same layer as the GEMM im2col
 //                                                        lowers it to, for every matmul variant
 //                                                        and baseline library (gemm_bench.h)
@@ -19,8 +20,10 @@
 // so M = OC, K = C·KH·KW, N = batch·OH·OW. That entry times the product alone, without building
 // the col matrix: the best a GEMM-based conv could do on that layer.
 //
-// FLOPs come from the op's flops() (2 per multiply-add); backward counts twice the forward
-// (the data gradient and the weight gradient are each a product as large as the forward).
+// FLOPs come from the op's flops() (2 per multiply-add), the same for dx and dw: the data
+// gradient and the weight gradient are each a product as large as the forward. They are timed
+// apart because dispatch chooses a variant for each of them (registry.h, Pass): on some layers
+// one algorithm computes dx best and another dw.
 //
 // The reference conv2d is plain loops (a few GFLOP/s): at batch 128 one backward of a big
 // ResNet-18 layer takes seconds. It therefore runs a single iteration (MinTime 0.1 s) and, on
@@ -106,13 +109,15 @@ void conv_forward(benchmark::State& st, const OpDef* conv, const Variant* v, con
 }
 
 // As in ops_bench.cpp: one forward outside the loop, then the variant's backward function
-// (the reference's if it has none) through a BackwardCtx, asking for dx and dw.
+// (the reference's if it has none) through a BackwardCtx, asking for the gradient of one input
+// (0: dx, 1: dw).
 void conv_backward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads,
-                   bool chosen) {
+                   bool chosen, int input) {
   ThreadScope scope(threads);
   if (chosen) st.SetLabel("dispatch");
   Tensors in = judge_inputs(v->judge, cached_inputs(s));
-  std::vector<bool> needs(in.size(), true);
+  std::vector<bool> needs(in.size(), false);
+  needs[static_cast<size_t>(input)] = true;
   Tensors saved;
   Shape out_shape = conv->shape(in, s.attrs);
   ForwardCtx fctx{in, s.attrs, out_shape, saved};
@@ -123,8 +128,7 @@ void conv_backward(benchmark::State& st, const OpDef* conv, const Variant* v, co
     BackwardCtx bctx{in, s.attrs, y, saved, dy, needs};
     benchmark::DoNotOptimize(bw(bctx));
   }
-  st.counters["FLOP/s"] =
-      benchmark::Counter(2 * conv->flops(in, s.attrs), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["FLOP/s"] = benchmark::Counter(conv->flops(in, s.attrs), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 const bool registered = [] {
@@ -133,16 +137,19 @@ const bool registered = [] {
     const Sample s = conv_sample(l);
     Tensors shapes_only;  // what dispatch looks at: shapes and dtypes
     for (const InputSpec& spec : s.inputs) shapes_only.push_back(Tensor::empty(spec.shape, spec.dtype));
-    const Variant* chosen = &choose_variant(*conv, shapes_only, s.attrs);
+    // The variant dispatch chooses for each pass: -1 the forward, 0 dx, 1 dw.
+    auto chosen = [&](int pass) { return &choose_variant(*conv, shapes_only, s.attrs, Pass{pass}); };
     for (const Variant& v : conv->variants) {
       const bool reference = &v == &conv->reference();
       if (reference && std::strcmp(l.net, "resnet20") != 0 && !reference_everywhere()) continue;
       if (!variant_supports(v, s)) continue;
-      for (const char* dir : {"forward", "backward"})
+      for (int pass : {-1, 0, 1})
         for (int t : thread_counts()) {
+          const char* dir = pass < 0 ? "forward" : pass == 0 ? "dx" : "dw";
           std::string name = fmt::format("layers/conv2d.{}/{}/{}/threads:{}", v.name, s.name, dir, t);
-          auto fn = std::strcmp(dir, "forward") == 0 ? conv_forward : conv_backward;
-          auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, conv, &v, s, t, &v == chosen);
+          benchmark::internal::Benchmark* b =
+              pass < 0 ? benchmark::RegisterBenchmark(name.c_str(), conv_forward, conv, &v, s, t, &v == chosen(pass))
+                       : benchmark::RegisterBenchmark(name.c_str(), conv_backward, conv, &v, s, t, &v == chosen(pass), pass);
           b->UseRealTime()->Unit(benchmark::kMillisecond);
           if (reference) b->MinTime(0.1);
         }

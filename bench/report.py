@@ -4,7 +4,7 @@
 Writes, into bench/results/ (git-ignored):
   edl_bench.json   the raw Google Benchmark output
   report.md        machine, measured peak, one table per group (square GEMM, im2col GEMM,
-                   conv layers forward and backward) with GFLOP/s, % of peak and ratios
+                   conv layers forward, dx and dw) with GFLOP/s, % of peak and ratios
   *.svg            one bar chart per group and thread count, referenced from report.md
 
   python3 bench/report.py                          run build/bench/edl_bench, write the report
@@ -41,7 +41,8 @@ GROUPS = [
     ("gemm", "SGEMM, square matrices", "C (n,n) = A (n,n) · B (n,n)"),
     ("im2col", "SGEMM at the im2col shapes of the conv layers", "M = OC, K = C·KH·KW, N = batch·OH·OW"),
     ("layers/forward", "Conv layers, forward (batch 128)", "y = conv2d(x, w)"),
-    ("layers/backward", "Conv layers, backward: dx and dw (batch 128)", "dx, dw from dy"),
+    ("layers/dx", "Conv layers, data gradient dx (batch 128)", "dx from dy"),
+    ("layers/dw", "Conv layers, weight gradient dw (batch 128)", "dw from dy"),
 ]
 
 # ---- reading the benchmark output -------------------------------------------------------------
@@ -312,9 +313,10 @@ EXPLANATION = """\
 - **GFLOP/s**: billions of floating-point operations per second; higher is better. A
   multiply-add counts as 2 FLOPs. The FLOP count of an entry is fixed by the problem, not by
   the algorithm: 2·M·N·K for a matrix product, 2·N·OC·OH·OW·C·KH·KW for a convolution (the
-  op's `flops()`), twice that for a backward (dx and dw are each a product as large as the
-  forward). So GFLOP/s of two implementations of the same entry compare exactly like their
-  speeds. Times are wall-clock.
+  op's `flops()`), the same for the data gradient dx and the weight gradient dw (each is a
+  product as large as the forward). So GFLOP/s of two implementations of the same entry
+  compare exactly like their speeds. Times are wall-clock. A row marked ★ is the
+  variant edl chooses for that pass: dx and dw may come from different variants.
 - **Peak**: the most this machine can do at all, measured by `peak/fma` — chains of fused
   multiply-adds that never touch memory (`bench/peak_bench.cpp` says why it needs 12
   independent chains). No real kernel reaches it: a very good SGEMM gets 80–90 % on large
@@ -325,7 +327,7 @@ EXPLANATION = """\
 - **× Eigen**: GFLOP/s divided by Eigen's on the same shape and thread count (above 1: faster
   than Eigen). For a conv layer the yardstick is Eigen's SGEMM on the layer's **im2col shape**:
   the matrix product alone, without building the column matrix, so a GEMM-based conv can
-  hardly beat 1×. For a backward row it is still the forward's GEMM shape: a rough guide only.
+  hardly beat 1×. For dx and dw it is still the forward's GEMM shape: a rough guide only.
 - **× best other**: GFLOP/s divided by the fastest *other* baseline library (Eigen, OpenBLAS,
   oneDNN — whichever were built in) on the same shape and threads, named in the cell.
 - **Implementations**: `matmul.<variant>` and `conv2d.<variant>` are edl's registered variants,

@@ -96,20 +96,37 @@ void backward(const Tensor& y, const Tensor& dy_in) {
     std::vector<bool> needs(node->inputs.size());
     for (size_t i = 0; i < needs.size(); ++i)
       needs[i] = node->op->is_differentiable(i) && node->inputs[i].requires_grad();
-    // A variant without a backward of its own differentiates through the reference's.
-    const Variant& bw_variant = node->variant->backward ? *node->variant : node->op->reference();
-    const BackwardFn& bw = bw_variant.backward;
-    BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, needs};
-    Tensors g_in;
-    {
-      ProfileScope timed(*node->op, bw_variant.name, "bwd");
-      g_in = bw(ctx);
+    // Which variant computes each gradient: the forward's, or those dispatch chose per input
+    // (grad_variants). A variant without a backward of its own differentiates through the
+    // reference's. Each variant involved runs once, asked for its inputs' gradients only.
+    auto variant_of = [&](size_t i) {
+      const Variant* v = node->grad_variants.empty() ? node->variant : node->grad_variants[i];
+      return v->backward ? v : &node->op->reference();
+    };
+    Tensors g_in(needs.size());
+    std::vector<bool> done(needs.size(), false);
+    for (size_t first = 0; first < needs.size(); ++first) {
+      if (!needs[first] || done[first]) continue;
+      const Variant* v = variant_of(first);
+      std::vector<bool> part(needs.size(), false);
+      for (size_t i = first; i < needs.size(); ++i) part[i] = needs[i] && !done[i] && variant_of(i) == v;
+      BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, part};
+      Tensors g;
+      {
+        ProfileScope timed(*node->op, v->name, "bwd");
+        g = v->backward(ctx);
+      }
+      for (size_t i = 0; i < needs.size(); ++i)
+        if (part[i]) {
+          if (i < g.size()) g_in[i] = std::move(g[i]);
+          done[i] = true;
+        }
     }
 
     for (size_t i = 0; i < needs.size(); ++i) {
       if (!needs[i]) continue;
       Tensor& x = node->inputs[i];
-      EDL_CHECK(i < g_in.size() && g_in[i].defined() && g_in[i].shape() == x.shape(),
+      EDL_CHECK(g_in[i].defined() && g_in[i].shape() == x.shape(),
                 "{}: backward gave no gradient of shape {} for input {} (a bug in the op)", node->op->name,
                 shape_str(x.shape()), i);
       if (x.is_leaf()) {

@@ -21,6 +21,9 @@ namespace edl {
 struct Node {
   const OpDef* op = nullptr;
   const Variant* variant = nullptr;
+  // Per input, the variant whose backward computes its gradient (OpDef::gradients_dispatched);
+  // empty: the forward's variant computes them all.
+  std::vector<const Variant*> grad_variants;
   Attrs attrs;
   Tensors inputs;        // what forward read
   Tensors saved;         // what forward kept for backward

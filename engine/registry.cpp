@@ -72,13 +72,13 @@ static bool all_floating_f32(const Tensors& inputs) {
   return true;
 }
 
-const Variant& choose_variant(const OpDef& op, const Tensors& inputs, const Attrs& attrs) {
+const Variant& choose_variant(const OpDef& op, const Tensors& inputs, const Attrs& attrs, Pass pass) {
   if (auto it = forced().find(op.name); it != forced().end()) return op.variant(it->second);
   for (size_t i = 1; i < op.variants.size(); ++i) {
     const Variant& v = op.variants[i];
-    if (!v.automatic) continue;
+    if (!v.automatic || (!pass.forward() && !v.backward)) continue;
     bool ok = v.supports ? v.supports(inputs, attrs) : all_floating_f32(inputs);
-    if (ok && (!v.chosen_when || v.chosen_when(inputs, attrs))) return v;
+    if (ok && (!v.chosen_when || v.chosen_when(inputs, attrs, pass))) return v;
   }
   return op.reference();
 }
@@ -114,6 +114,12 @@ Tensor call(const OpDef& op, const Tensors& inputs, const Attrs& attrs, const st
     auto node = std::make_shared<Node>();
     node->op = &op;
     node->variant = &v;
+    if (op.gradients_dispatched && variant.empty()) {
+      node->grad_variants.assign(inputs.size(), nullptr);
+      for (int i = 0; i < n; ++i)
+        if (op.is_differentiable(static_cast<size_t>(i)) && inputs[i].requires_grad())
+          node->grad_variants[i] = &choose_variant(op, inputs, attrs, Pass{i});
+    }
     node->attrs = attrs;
     node->inputs = inputs;
     node->saved = std::move(saved);

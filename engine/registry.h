@@ -16,7 +16,8 @@
 //
 // How a call flows:  conv2d(x, w) -> call("conv2d", {x, w}, attrs) -> shape rule (throws on
 // bad input) -> choose a variant -> variant.forward(ctx) -> record an autograd Node if any
-// input requires grad. Backward later calls the same variant's backward (or the reference's).
+// input requires grad. Backward later calls the same variant's backward (or the reference's),
+// or, for an op with gradients_dispatched, the variants chosen for each input's gradient.
 #pragma once
 
 #include <functional>
@@ -60,6 +61,16 @@ using ShapeFn = std::function<Shape(const Tensors&, const Attrs&)>;
 using FlopsFn = std::function<double(const Tensors&, const Attrs&)>;
 using SupportsFn = std::function<bool(const Tensors&, const Attrs&)>;
 
+// What dispatch chooses a variant for: the forward pass (grad_of < 0) or, in the backward pass,
+// the gradient of input grad_of. The backward normally runs the forward's variant; an op with
+// OpDef::gradients_dispatched has each input's gradient chosen on its own (conv2d: on some
+// layers one algorithm computes dx fastest and another dw).
+struct Pass {
+  int grad_of = -1;
+  bool forward() const { return grad_of < 0; }
+};
+using ChosenFn = std::function<bool(const Tensors&, const Attrs&, Pass)>;
+
 // How a variant's output is judged. The transform is applied to the sample inputs before both
 // the variant and the reference run, so the comparison is exact up to float rounding:
 //   reference   — same inputs (fast fp32 kernels)
@@ -82,9 +93,9 @@ struct Variant {
   bool automatic = true;
   // May be empty: dispatch then chooses an automatic variant for every call it supports.
   // Otherwise dispatch chooses it only where this says it pays (a measured rule, e.g. enough
-  // channels), while tests and benchmarks still run it on every call it supports, so that the
-  // benchmark shows where it loses too.
-  SupportsFn chosen_when;
+  // channels), for the pass it is asked about, while tests and benchmarks still run it on
+  // every call it supports, so that the benchmark shows where it loses too.
+  ChosenFn chosen_when;
 };
 
 // How a sample input is filled.
@@ -119,6 +130,11 @@ struct OpDef {
   FlopsFn flops;
   std::function<std::vector<Sample>()> samples;
   std::vector<Variant> variants;  // variants[0] is the reference
+  // Dispatch chooses the variant of each input's gradient on its own (Pass), instead of running
+  // the forward's variant. Only for ops whose variants' backward kernels read nothing but the
+  // inputs, attributes and dy (not `saved` nor the layout of their own y) and compute any
+  // subset of the gradients that needs_grad asks for.
+  bool gradients_dispatched = false;
 
   const Variant& reference() const { return variants.front(); }
   const Variant& variant(const std::string& name) const;  // throws naming the known variants
@@ -137,10 +153,11 @@ const OpDef& op(const std::string& name);       // throws on an unknown op, list
 Tensor call(const OpDef& op, const Tensors& inputs, const Attrs& attrs = {}, const std::string& variant = "");
 Tensor call(const std::string& op_name, const Tensors& inputs, const Attrs& attrs = {});
 
-// The variant dispatch would use: a forced one (force_variant), else the first automatic
-// variant after the reference whose `supports` (and `chosen_when`, if any) accepts the call,
-// else the reference.
-const Variant& choose_variant(const OpDef& op, const Tensors& inputs, const Attrs& attrs);
+// The variant dispatch would use for a pass: a forced one (force_variant), else the first
+// automatic variant after the reference whose `supports` (and `chosen_when`, if any) accepts
+// the call — for a gradient, only among variants with a backward of their own — else the
+// reference.
+const Variant& choose_variant(const OpDef& op, const Tensors& inputs, const Attrs& attrs, Pass pass = {});
 
 // Forces every call of `op_name` to use `variant` (benchmarks, debugging); "" clears it.
 void force_variant(const std::string& op_name, const std::string& variant);

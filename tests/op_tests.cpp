@@ -6,7 +6,9 @@
 //                       for a fixed random r (so every output element matters).
 //   op.<name>.variants  For every sample: the reference in f32 against the reference in f64
 //                       (forward and backward), then every other variant that supports the
-//                       sample against the reference on the inputs its judge prescribes.
+//                       sample against the reference on the inputs its judge prescribes (and,
+//                       for an op whose gradients are dispatched one by one, each gradient
+//                       asked for alone), then the variants dispatch chooses.
 //
 // Run one op's tests:  ctest --test-dir build -R 'op\.conv2d\.'
 #include <catch2/catch.hpp>
@@ -107,6 +109,24 @@ void check_gradient(const OpDef& op) {
   SUCCEED(op.name << ": gradient-checked samples: " << checked);
 }
 
+// The gradient of input i from `var`'s backward asked for that gradient alone (needs_grad true
+// for i only), with dy = r as in forward_backward: what the backward pass runs when dispatch
+// chooses a variant per gradient (OpDef::gradients_dispatched).
+Tensor gradient_alone(const OpDef& op, const Variant& var, const Tensors& in, const Attrs& attrs, size_t i,
+                      uint64_t seed) {
+  Tensors saved;
+  const Shape out_shape = op.shape(in, attrs);
+  ForwardCtx fctx{in, attrs, out_shape, saved};
+  Tensor y = var.forward(fctx);
+  Tensor dy = random_like(y, seed);
+  std::vector<bool> needs(in.size(), false);
+  needs[i] = true;
+  BackwardCtx bctx{in, attrs, y, saved, dy, needs};
+  Tensors g = (var.backward ? var.backward : op.reference().backward)(bctx);
+  REQUIRE(i < g.size());
+  return g[i];
+}
+
 void check_variants(const OpDef& op) {
   for (const Sample& sample : op.samples()) {
     DYNAMIC_SECTION(op.name << " [" << sample.name << "] " << sample.attrs.str()) {
@@ -135,6 +155,28 @@ void check_variants(const OpDef& op) {
           if (g_ref[i].defined()) {
             INFO("variant " << var.name << ", gradient of input " << i);
             CHECK(relative_error(g_var[i], g_ref[i]) <= var.tolerance);
+            // Dispatch may ask this variant for one gradient and another variant for the rest.
+            if (op.gradients_dispatched) {
+              INFO("asked for that gradient alone");
+              CHECK(relative_error(gradient_alone(op, var, in, sample.attrs, i, 6), g_ref[i]) <= var.tolerance);
+            }
+          }
+      }
+      // What training runs: the variants dispatch chooses, for the forward and (per input, with
+      // gradients_dispatched) for the gradients, against the reference.
+      {
+        const Tensors in = make_inputs(sample, 5, DType::f32);
+        auto [y_ref, g_ref] = forward_backward(op, clone_all(in), sample.attrs, "reference", 6);
+        auto [y_dis, g_dis] = forward_backward(op, clone_all(in), sample.attrs, "", 6);
+        double tolerance = 0;  // the loosest of the variants dispatch may choose
+        for (const Variant& var : op.variants)
+          if (var.automatic) tolerance = std::max(tolerance, var.tolerance);
+        INFO("dispatched, forward");
+        CHECK(relative_error(y_dis, y_ref) <= tolerance);
+        for (size_t i = 0; i < g_ref.size(); ++i)
+          if (g_ref[i].defined()) {
+            INFO("dispatched, gradient of input " << i);
+            CHECK(relative_error(g_dis[i], g_ref[i]) <= tolerance);
           }
       }
     }

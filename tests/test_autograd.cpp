@@ -1,6 +1,10 @@
 // test_autograd.cpp — the autograd engine on hand-derived values: accumulation across uses,
-// graph freeing, no-grad scope, detach, broadcasting gradients.
+// graph freeing, no-grad scope, detach, broadcasting gradients, gradients from the variants
+// dispatch chose for each of them.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
 
 #include "engine/autograd.h"
 #include "engine/ops.h"
@@ -88,4 +92,41 @@ TEST_CASE("autograd: a long chain does not overflow the stack", "[autograd]") {
   for (int i = 0; i < 20000; ++i) y = y * 1.0;
   y.backward();
   CHECK(x.grad().item() == 1.0);
+}
+
+TEST_CASE("autograd: each gradient from the variant dispatch chose for it (conv2d)", "[autograd]") {
+  // 64 → 256 channels on 12×12 maps: winograd4 computes the forward and dx, winograd dw and
+  // the bias's gradient (conv2d.cpp's rules); the backward runs each variant once, for its own
+  // gradients only. The gradients match the reference's.
+  const Sample sample{"64->256 12x12", {{{2, 64, 12, 12}}, {{256, 64, 3, 3}}, {{256}}}, {{"padding", 1}}, false};
+  const Tensors in = make_inputs(sample, 7);
+  Tensors grads[2];
+  for (int run = 0; run < 2; ++run) {
+    Tensor x = in[0].clone().set_requires_grad(), w = in[1].clone().set_requires_grad(),
+           b = in[2].clone().set_requires_grad();
+    if (run == 1) force_variant("conv2d", "reference");
+    Tensor y = conv2d(x, w, b, 1, 1);
+    force_variant("conv2d", "");
+    if (run == 0) {
+      REQUIRE(y.grad_fn()->grad_variants.size() == 3);
+      CHECK(y.grad_fn()->variant->name == "winograd4");
+      CHECK(y.grad_fn()->grad_variants[0]->name == "winograd4");
+      CHECK(y.grad_fn()->grad_variants[1]->name == "winograd");
+      CHECK(y.grad_fn()->grad_variants[2]->name == "winograd");
+    }
+    sum(y * y).backward();
+    grads[run] = {x.grad(), w.grad(), b.grad()};
+  }
+  for (int i = 0; i < 3; ++i) {
+    INFO("gradient of input " << i);
+    const Tensor& g = grads[0][i];
+    const Tensor& ref = grads[1][i];
+    REQUIRE(g.shape() == ref.shape());
+    double err = 0, scale = 1;
+    for (int64_t j = 0; j < g.numel(); ++j) {
+      err = std::max(err, std::abs(g.at(j) - ref.at(j)));
+      scale = std::max(scale, std::abs(ref.at(j)));
+    }
+    CHECK(err / scale < 1e-4);
+  }
 }

@@ -66,6 +66,23 @@ TEST_CASE("registry: dispatch picks the first automatic variant that supports th
   CHECK(choose_variant(conv, edge, {{"padding", 1}}).name == "winograd");
   Tensors narrow_out{Tensor::ones({1, 64, 8, 8}), Tensor::ones({32, 64, 3, 3})};
   CHECK(choose_variant(conv, narrow_out, {{"padding", 1}}).name == "implicit");
+  // Per pass (Pass{-1} forward, {0} dx, {1} dw, {2} the bias's gradient): dx is a convolution
+  // from OC to C channels, so 24 → 64 takes winograd4 forward but not for dx; dw takes winograd4
+  // only up to 128 channels on maps of 12×12 and up, and winograd on wider layers or smaller maps.
+  const Pass fwd{-1}, grad_x{0}, grad_w{1}, grad_b{2};
+  Tensors air{Tensor::ones({1, 24, 31, 31}), Tensor::ones({64, 24, 3, 3})};
+  CHECK(choose_variant(conv, air, {{"padding", 1}}, fwd).name == "winograd4");
+  CHECK(choose_variant(conv, air, {{"padding", 1}}, grad_x).name == "implicit");
+  CHECK(choose_variant(conv, air, {{"padding", 1}}, grad_w).name == "winograd4");
+  Tensors air2{Tensor::ones({1, 64, 15, 15}), Tensor::ones({256, 64, 3, 3})};
+  CHECK(choose_variant(conv, air2, {{"padding", 1}}, grad_x).name == "winograd4");
+  CHECK(choose_variant(conv, air2, {{"padding", 1}}, grad_w).name == "winograd");
+  CHECK(choose_variant(conv, air2, {{"padding", 1}}, grad_b).name == "winograd");
+  Tensors map12{Tensor::ones({1, 128, 12, 12}), Tensor::ones({128, 128, 3, 3})};
+  CHECK(choose_variant(conv, map12, {{"padding", 1}}, grad_w).name == "winograd4");
+  Tensors map11{Tensor::ones({1, 128, 11, 12}), Tensor::ones({128, 128, 3, 3})};
+  CHECK(choose_variant(conv, map11, {{"padding", 1}}, grad_w).name == "winograd");
+  CHECK(choose_variant(conv, map11, {{"padding", 1}}, grad_x).name == "winograd4");
   Tensors multiplier{Tensor::ones({1, 4, 5, 5}), Tensor::ones({8, 1, 3, 3})};
   CHECK(choose_variant(conv, multiplier, {{"groups", 4}}).name == "reference");
   force_variant("matmul", "eigen");
