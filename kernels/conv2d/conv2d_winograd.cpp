@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "engine/error.h"
@@ -52,11 +53,11 @@ struct Winograd<4> {
 // the loops unroll, the coefficients become constants and the zero terms drop out at compile
 // time (a multiply by 0 could not be folded away otherwise: 0·∞ is NaN), leaving the handful of
 // additions and scalings a hand-written transform would have.
-template <bool kTransposed, int R, int K, int Rows, int Cols>
-inline void apply(const float (&mat)[Rows][Cols], const float* in, int64_t in_stride, float* out, int64_t out_stride) {
+template <bool kTransposed, int R, int K, class V, int Rows, int Cols>
+inline void apply(const float (&mat)[Rows][Cols], const V* in, int64_t in_stride, V* out, int64_t out_stride) {
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
-    float acc = 0.0f;
+    V acc(0.0f);
     bool first = true;  // the first term starts the sum (0 + x is not x for x = -0, so no fold)
 #pragma GCC unroll 8
     for (int k = 0; k < K; ++k) {
@@ -68,6 +69,36 @@ inline void apply(const float (&mat)[Rows][Cols], const float* in, int64_t in_st
     }
     out[r * out_stride] = acc;
   }
+}
+
+// The transforms apply the same matrices to many tiles at once: the values of one patch
+// position for consecutive tiles (and lanes) lie side by side in memory, so they run on
+// vectors of kVecLanes of them (xsimd's batch; plain floats where xsimd has no SIMD), with
+// `apply` unchanged: V is float or Vec. (Left to itself the compiler kept them scalar: the
+// transforms write in place, which it cannot prove safe to vectorize.)
+#if defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+using Vec = float;
+constexpr int64_t kVecLanes = 1;
+#else
+using Vec = xsimd::batch<float>;
+constexpr int64_t kVecLanes = static_cast<int64_t>(Vec::size);
+#endif
+template <class V>
+inline V load_as(const float* p) {
+  if constexpr (std::is_same_v<V, float>) return *p;
+  else return V::load_unaligned(p);
+}
+template <class V>
+inline void store_to(float* p, const V& v) {
+  if constexpr (std::is_same_v<V, float>) *p = v;
+  else v.store_unaligned(p);
+}
+// body<V>(e) for e = 0 .. n-1: kVecLanes values at a time as a Vec, the rest one float at a time.
+template <class Body>
+inline void for_each_lane(int64_t n, Body body) {
+  int64_t e = 0;
+  for (; e + kVecLanes <= n; e += kVecLanes) body.template operator()<Vec>(e);
+  for (; e < n; ++e) body.template operator()<float>(e);
 }
 
 // The map is cut into tiles of M×M outputs: tile (i, j) computes output rows M·i .. M·i+M-1
@@ -174,20 +205,22 @@ void transform_patches(float* d, int64_t n, Out v) {
   using W = Winograd<M>;
   constexpr int A = W::kAlpha;
   for (int q = 0; q < A; ++q)  // Bᵀ d, down each column q of the patches
-    for (int64_t e = 0; e < n; ++e) {
-      float col[A];
-      apply<false, A, A>(W::BT, d + q * n + e, A * n, col, 1);
-      for (int r = 0; r < A; ++r) d[(A * r + q) * n + e] = col[r];
-    }
+    for_each_lane(n, [&]<class V>(int64_t e) {
+      V in[A], col[A];
+      for (int k = 0; k < A; ++k) in[k] = load_as<V>(d + (A * k + q) * n + e);
+      apply<false, A, A>(W::BT, in, 1, col, 1);
+      for (int r = 0; r < A; ++r) store_to(d + (A * r + q) * n + e, col[r]);
+    });
   for (int64_t e0 = 0; e0 < n; e0 += kGemmNR)
     for (int r = 0; r < A; ++r) {  // (Bᵀ d) B, along each row r: V[r][c] = Σ_q (Bᵀ d)[r][q] · Bᵀ[c][q]
       float* out[A];
       for (int c = 0; c < A; ++c) out[c] = v(A * r + c, e0);
-      for (int l = 0; l < kGemmNR; ++l) {
-        float row[A];
-        apply<false, A, A>(W::BT, d + A * r * n + e0 + l, n, row, 1);
-        for (int c = 0; c < A; ++c) out[c][l] = row[c];
-      }
+      for_each_lane(kGemmNR, [&]<class V>(int64_t l) {
+        V in[A], row[A];
+        for (int q = 0; q < A; ++q) in[q] = load_as<V>(d + (A * r + q) * n + e0 + l);
+        apply<false, A, A>(W::BT, in, 1, row, 1);
+        for (int c = 0; c < A; ++c) store_to(out[c] + l, row[c]);
+      });
     }
 }
 
@@ -197,11 +230,17 @@ template <int M>
 void transform_products(const float* m, int64_t ms, int64_t T, float* o) {
   using W = Winograd<M>;
   constexpr int A = W::kAlpha;
-  for (int64_t t = 0; t < T; ++t) {
-    float rows[M][A];  // Aᵀ m, column by column
-    for (int q = 0; q < A; ++q) apply<false, M, A>(W::AT, m + q * ms + t, A * ms, &rows[0][q], A);
-    for (int r = 0; r < M; ++r) apply<false, M, A>(W::AT, rows[r], 1, o + M * r * T + t, T);  // (Aᵀ m) A
-  }
+  for_each_lane(T, [&]<class V>(int64_t t) {
+    V in[A][A], rows[M][A];  // the products' α×α tiles; Aᵀ m, column by column
+    for (int k = 0; k < A; ++k)
+      for (int q = 0; q < A; ++q) in[k][q] = load_as<V>(m + (A * k + q) * ms + t);
+    for (int q = 0; q < A; ++q) apply<false, M, A>(W::AT, &in[0][q], A, &rows[0][q], A);
+    for (int r = 0; r < M; ++r) {  // (Aᵀ m) A
+      V out[M];
+      apply<false, M, A>(W::AT, rows[r], 1, out, 1);
+      for (int c = 0; c < M; ++c) store_to(o + (M * r + c) * T + t, out[c]);
+    }
+  });
 }
 
 // Writes the tiles' outputs o (transform_products) into channel plane `plane` of image 0
@@ -234,9 +273,10 @@ void gather_blocks(const float* plane, int64_t image, const Conv2dShape& s, std:
                    float* blk, int64_t per_pos, int64_t ls) {
   for (const TileRun& r : runs)
     for (int k = 0; k < M; ++k) {
-      const int64_t oh = M * r.i + k, width = std::min(M * r.len, s.OW - M * r.j0);
-      float seg[M * kMaxChunk] = {};
-      if (oh < s.OH) std::copy_n(plane + r.n * image + oh * s.OW + M * r.j0, width, seg);
+      const int64_t oh = M * r.i + k, width = oh < s.OH ? std::min(M * r.len, s.OW - M * r.j0) : 0;
+      float seg[M * kMaxChunk];  // the blocks' columns of this row, zeros past the map's edge
+      if (width > 0) std::copy_n(plane + r.n * image + oh * s.OW + M * r.j0, width, seg);
+      std::fill(seg + width, seg + M * r.len, 0.0f);
       for (int c = 0; c < M; ++c) {
         float* dst = blk + (M * k + c) * per_pos + r.col * ls;
         for (int64_t jj = 0; jj < r.len; ++jj) dst[jj * ls] = seg[M * jj + c];
@@ -250,15 +290,17 @@ template <int M, class Out>
 void transform_blocks(const float* blk, int64_t n, Out z) {
   using W = Winograd<M>;
   constexpr int A = W::kAlpha;
-  for (int64_t e = 0; e < n; ++e) {
-    float cols[A][M];  // A blk, column by column
-    for (int c = 0; c < M; ++c) apply<true, A, M>(W::AT, blk + c * n + e, M * n, &cols[0][c], M);
+  for_each_lane(n, [&]<class V>(int64_t e) {
+    V b[M][M], cols[A][M];  // the blocks; A blk, column by column
+    for (int k = 0; k < M; ++k)
+      for (int c = 0; c < M; ++c) b[k][c] = load_as<V>(blk + (M * k + c) * n + e);
+    for (int c = 0; c < M; ++c) apply<true, A, M>(W::AT, &b[0][c], M, &cols[0][c], M);
     for (int r = 0; r < A; ++r) {  // (A blk) Aᵀ
-      float row[A];
+      V row[A];
       apply<true, A, M>(W::AT, cols[r], 1, row, 1);
-      for (int c = 0; c < A; ++c) z(A * r + c)[e] = row[c];
+      for (int c = 0; c < A; ++c) store_to(z(A * r + c) + e, row[c]);
     }
-  }
+  });
 }
 
 // dg (3×3) += Gᵀ du G: the weight gradient of one filter from its α×α transformed gradient.
@@ -280,9 +322,10 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 // Tiles per chunk: a multiple of NR (at most kMaxChunk) whose buffers — α²·(C + OC) floats a
 // tile — take about `bytes`. The forward pass keeps its chunk (the transformed input and the
 // products) in L2 from one step to the next: 512 KB. The weight gradient's chunk is the depth
-// of its products, each of which loads and stores an MR×NR tile of dU: deeper chunks amortize
-// that better, at 2 MB (from L3). Measured on the benchmark's layers: other sizes (from a
-// quarter to 16 times these) were no faster, within this machine's noise.
+// of its products, each of which loads and stores an MR×NR tile of dU (from L3: dU is α²·OC·C
+// floats): deeper chunks amortize that better, at 8 MB (in L3). With 2 MB, F(4×4) on 256
+// channels had chunks of 16 tiles, and its products on airbench's 7×7 layer took 58 ms instead
+// of 33 (1 thread); the forward pass's 512 KB was no slower than other sizes.
 int64_t chunk_tiles(int64_t positions, int64_t C, int64_t OC, int64_t bytes) {
   const int64_t tiles = bytes / (positions * (C + OC) * static_cast<int64_t>(sizeof(float)));
   return std::clamp<int64_t>(tiles / kGemmNR, 1, kMaxChunk / kGemmNR) * kGemmNR;
@@ -378,7 +421,11 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   // busy), of at least 256 tiles each, so that adding the slabs' dU (α²·OC·C floats each: 4 MB
   // for 256 channels with F(2×2), 9 MB with F(4×4)) costs little next to their products
   // (α²·OC·C multiply-adds per tile).
-  const int64_t T = chunk_tiles(kXi, C, OC, 2048 * 1024), chunks = (tl.total + T - 1) / T;
+  const int64_t T = chunk_tiles(kXi, C, OC, 8192 * 1024), chunks = (tl.total + T - 1) / T;
+  // Tiles per gather-and-transform step: d (α²·NR floats a tile) at most 24 KB, whole rows of
+  // tiles where a row fits (a run of tiles is gathered row by row: short runs cost more).
+  const int64_t budget = std::max<int64_t>(1, 6144 / (kXi * kGemmNR));
+  const int64_t sub = std::min(T, tl.cols <= budget ? budget / tl.cols * tl.cols : budget);
   const int64_t OP = (OC + kGemmMR - 1) / kGemmMR, CP = (C + kGemmNR - 1) / kGemmNR;
   const int64_t slabs = std::clamp<int64_t>(tl.total / 256, 1, std::min<int64_t>(8, chunks));
   const int64_t filters = OC * C;
@@ -386,7 +433,7 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   float* du = du_buffer.get(slabs * kXi * filters);
   std::fill_n(du, slabs * kXi * filters, 0.0f);
   const int64_t zs = OP * T * kGemmMR + 16, vts = CP * T * kGemmNR + 16;  // + a cache line: see the forward pass
-  const ThreadSlices scratch = thread_slices(kXi * (zs + vts + T * kGemmNR) + M * M * T * kGemmMR, T);
+  const ThreadSlices scratch = thread_slices(kXi * (zs + vts + sub * kGemmNR) + M * M * sub * kGemmMR, sub);
 #pragma omp parallel for schedule(static)
   for (int64_t slab = 0; slab < slabs; ++slab) {
     // zp: Z[ξ] as the micro-kernel's A operand, zp[ξ][oc panel][tile][MR];
@@ -398,27 +445,34 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
     // partial panel the lanes past the last channel hold another panel's values (zeros at
     // first): they only reach rows and columns of dU that gemm_tile_rows drops.
     float* d = vt + kXi * vts;
-    float* blk = d + kXi * T * kGemmNR;
-    std::fill_n(d, kXi * T * kGemmNR, 0.0f);
-    std::fill_n(blk, M * M * T * kGemmMR, 0.0f);
+    float* blk = d + kXi * sub * kGemmNR;
+    std::fill_n(d, kXi * sub * kGemmNR, 0.0f);
+    std::fill_n(blk, M * M * sub * kGemmMR, 0.0f);
     float* dus = du + slab * kXi * filters;
     for (int64_t chunk = slab * chunks / slabs; chunk < (slab + 1) * chunks / slabs; ++chunk) {
       const int64_t t0 = chunk * T, t1 = std::min(tl.total, t0 + T);
-      TileRun* run_buffer = scratch.runs_of(omp_get_thread_num());
-      const std::span<const TileRun> runs(run_buffer, static_cast<size_t>(tile_runs(tl, t0, t1, run_buffer)));
       // The transforms write the panels in place: tiles are the rows of a panel and its channels
       // the lanes, which is d's layout, so each panel's channels are gathered into their lanes
-      // of d and transformed together. (Tiles past a short last chunk hold stale values; the
-      // products below stop at the chunk's last tile.)
-      for (int64_t cp = 0; cp < CP; ++cp) {
-        for (int64_t c = cp * kGemmNR; c < std::min(C, (cp + 1) * kGemmNR); ++c)
-          gather_patches<M>(x + c * s.H * s.W, C * s.H * s.W, s, runs, d + c % kGemmNR, T * kGemmNR, kGemmNR);
-        transform_patches<M>(d, T * kGemmNR, [&](int64_t xi, int64_t e) { return vt + xi * vts + cp * T * kGemmNR + e; });
-      }
-      for (int64_t op = 0; op < OP; ++op) {
-        for (int64_t oc = op * kGemmMR; oc < std::min(OC, (op + 1) * kGemmMR); ++oc)
-          gather_blocks<M>(dy + oc * P, OC * P, s, runs, blk + oc % kGemmMR, T * kGemmMR, kGemmMR);
-        transform_blocks<M>(blk, T * kGemmMR, [&](int64_t xi) { return zp + xi * zs + op * T * kGemmMR; });
+      // of d and transformed together; likewise the blocks of dy into blk, MR output channels
+      // side by side. A few tiles at a time (sub), so that d and blk stay in L1 between the
+      // gather and the transform: over the whole chunk they would not (ResNet-18's 64-channel
+      // layer: 256 KB), and the input transform took longer than the products.
+      TileRun* run_buffer = scratch.runs_of(omp_get_thread_num());
+      for (int64_t s0 = t0; s0 < t1; s0 += sub) {
+        const int64_t n = std::min(sub, t1 - s0);
+        const std::span<const TileRun> runs(run_buffer, static_cast<size_t>(tile_runs(tl, s0, s0 + n, run_buffer)));
+        const int64_t e0 = s0 - t0;  // the sub-chunk's first tile in the chunk's panels
+        for (int64_t cp = 0; cp < CP; ++cp) {
+          for (int64_t c = cp * kGemmNR; c < std::min(C, (cp + 1) * kGemmNR); ++c)
+            gather_patches<M>(x + c * s.H * s.W, C * s.H * s.W, s, runs, d + c % kGemmNR, n * kGemmNR, kGemmNR);
+          transform_patches<M>(d, n * kGemmNR,
+                               [&](int64_t xi, int64_t e) { return vt + xi * vts + (cp * T + e0) * kGemmNR + e; });
+        }
+        for (int64_t op = 0; op < OP; ++op) {
+          for (int64_t oc = op * kGemmMR; oc < std::min(OC, (op + 1) * kGemmMR); ++oc)
+            gather_blocks<M>(dy + oc * P, OC * P, s, runs, blk + oc % kGemmMR, n * kGemmMR, kGemmMR);
+          transform_blocks<M>(blk, n * kGemmMR, [&](int64_t xi) { return zp + xi * zs + (op * T + e0) * kGemmMR; });
+        }
       }
       const int64_t kc = t1 - t0;  // the chunk's tiles; a short last chunk leaves the rest of the panels unread
       for (int64_t xi = 0; xi < kXi; ++xi)
