@@ -199,41 +199,32 @@ OpDef make_conv2d() {
     return all_f32(in) && conv2d_winograd_applies(conv2d_shape(in, a));
   };
   // Where the fewer multiply-adds outrun the transforms (conv2d_winograd.h), per pass. Measured
-  // with edl_bench layers/conv2d (batch 128, 2 threads, medians of 3 rounds):
-  //   forward, against implicit: winograd (F(2×2)) 1.1–1.9× on ResNet-18's and airbench's 64-
-  //     to 512-channel layers on maps of 4×4 to 32×32; slower with 16 or 32 channels (0.5–0.9×:
-  //     the transforms cost as much as the products), on airbench's 24 → 64 layer (0.8×) and
-  //     on 3×3 maps (0.94×: their 2×2 tiles cover 4×4). winograd4 (F(4×4)) faster still on maps
-  //     of 7×7 and up (ResNet-18's 32×32 and 16×16 layers 1.6–1.8× against F(2×2)'s 1.1–1.5×,
-  //     airbench's 24 → 64 on 31×31 1.16×); on 4×4 and 3×3 maps, where most of a 4×4 tile is
-  //     edge, slower than F(2×2); a tie with it on 8×8 maps.
-  //   dx is the convolution of dy from OC to C channels (conv2d_winograd.cpp), so the forward's
-  //     rule with C and OC swapped: airbench's 24 → 64 layer's dx (64 → 24) 33–34 ms with
-  //     im2col or implicit, 42 ms with winograd4; its 64 → 256 layer's dx 58 ms with winograd4
-  //     against 66 with im2col.
-  //   dw: winograd4's sums dU are 36 products of OC × C (F(2×2): 16) per slab of tiles, which
-  //     pays on small products and large maps, not on wide layers or small maps: ResNet-18's
-  //     64 → 64 on 32×32 74 ms against F(2×2)'s 94, 128 → 128 on 16×16 a tie, airbench's
-  //     64 → 64 on 15×15 23 against 30; but airbench's 64 → 256 on 15×15 70 against 64,
-  //     256 → 256 on 7×7 70 against 59, ResNet-18's 256 → 256 on 8×8 73 against 66, ResNet-20's
-  //     64 → 64 on 8×8 12.5 against 9.2.
-  // So: winograd4 for the forward from 24 input and 64 output channels on maps of 7×7 and up,
-  // for dx from 64 input and 24 output channels, for dw (and the bias's gradient, computed with
-  // it) from 24 input and 64 output channels up to 128 of each on maps of 12×12 and up;
-  // winograd, after it, for 64 → 64 channels or more on maps of 4×4 and up; implicit elsewhere.
-  auto dx_pass = [](Pass p) { return p.grad_of == 0; };
-  auto dw_pass = [](Pass p) { return p.grad_of >= 1; };
+  // with edl_bench layers/conv2d (batch 128, 2 threads, medians of 3 rounds, 270ccb6; forward /
+  // dx / dw, ms):
+  //   winograd4 (F(4×4)) on maps of 7×7 and up: ResNet-18's 64 → 64 on 32×32 41 / 40 / 49
+  //     against implicit's 80 / 83 / 110; airbench's 24 → 64 on 31×31 20 / 21 / 24 against
+  //     30 / 33 / 39, its 256 → 256 on 7×7 39 / 43 / 46 against 71 / 73 / 82 (F(2×2): 43 /
+  //     44 / 52); ResNet-20's 32 → 32 on 16×16 5.3 / 5.6 / 6.6 against 5.6 / 6.1 / 15.8. With
+  //     16 channels the transforms cost about what the products save: ResNet-20's 16 → 16 on
+  //     32×32 6.4 / 7.0 against 6.1 / 6.5, except in dw, 7.5 against 10.4 (implicit's weight
+  //     gradient is weakest there). On 4×4 and 3×3 maps most of a 4×4 tile is edge.
+  //   winograd (F(2×2)) on smaller maps: ResNet-18's 512 → 512 on 4×4 54 / 56 / 53 against
+  //     implicit's 94 / 105 / 100 and winograd4's 63 / 65 / 78; on 3×3 maps a tie (airbench's
+  //     256 → 256: 16 / 19 / 17 against 17 / 16 / 17), left to implicit.
+  // dx is the convolution of dy from OC to C channels (conv2d_winograd.cpp), so its rule swaps
+  // the two. So: winograd4 on maps of 7×7 and up from 24 channels in and out (the pass's own:
+  // OC → C for dx), and for dw from 16; winograd for 64 → 64 channels and more on maps of 4×4
+  // and up (below 7×7, in effect); implicit elsewhere. The bias's gradient comes with dw's.
   winograd.chosen_when = [](const Tensors& in, const Attrs& a, Pass) {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.C >= 64 && s.OC >= 64 && s.H >= 4 && s.W >= 4;
   };
   Variant winograd4 = f32_variant("winograd4", conv2d_forward_winograd4, conv2d_backward_winograd4);
   winograd4.supports = winograd.supports;
-  winograd4.chosen_when = [dx_pass, dw_pass](const Tensors& in, const Attrs& a, Pass pass) {
+  winograd4.chosen_when = [](const Tensors& in, const Attrs& a, Pass pass) {
     const Conv2dShape s = conv2d_shape(in, a);
-    const int64_t in_channels = dx_pass(pass) ? s.OC : s.C, out_channels = dx_pass(pass) ? s.C : s.OC;
-    if (in_channels < 24 || out_channels < 64 || s.H < 7 || s.W < 7) return false;
-    return !dw_pass(pass) || (s.C <= 128 && s.OC <= 128 && s.H >= 12 && s.W >= 12);
+    const int64_t channels = pass.grad_of >= 1 ? 16 : 24;  // dw and db: 16
+    return s.C >= channels && s.OC >= channels && s.H >= 7 && s.W >= 7;
   };
   op.variants = {ref, depthwise, winograd4, winograd, f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit),
                  f32_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col)};
