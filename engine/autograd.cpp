@@ -100,7 +100,9 @@ void backward(const Tensor& y, const Tensor& dy_in) {
     // (grad_variants). A variant without a backward of its own differentiates through the
     // reference's. Each variant involved runs once, asked for its inputs' gradients only.
     auto variant_of = [&](size_t i) {
-      const Variant* v = node->grad_variants.empty() ? node->variant : node->grad_variants[i];
+      // No choice recorded for an input that did not require grad at the forward pass (a leaf
+      // may be switched on since): the forward's variant computes its gradient.
+      const Variant* v = node->grad_variants.empty() || !node->grad_variants[i] ? node->variant : node->grad_variants[i];
       return v->backward ? v : &node->op->reference();
     };
     Tensors g_in(needs.size());

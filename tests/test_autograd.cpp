@@ -130,3 +130,15 @@ TEST_CASE("autograd: each gradient from the variant dispatch chose for it (conv2
     CHECK(err / scale < 1e-4);
   }
 }
+
+TEST_CASE("autograd: an input switched to requires_grad after the forward gets its gradient (conv2d)", "[autograd]") {
+  // Dispatch recorded no variant for x's gradient (x did not require it then): the forward's
+  // variant computes it.
+  Tensor x = Tensor::from({1, 1, 2, 2}, {1, 2, 3, 4});
+  Tensor w = Tensor::from({1, 1, 1, 1}, {3}).set_requires_grad();
+  Tensor y = conv2d(x, w);
+  x.set_requires_grad(true);
+  sum(y).backward();
+  CHECK(x.grad().to_vector() == std::vector<double>{3, 3, 3, 3});
+  CHECK(w.grad().to_vector() == std::vector<double>{10});
+}

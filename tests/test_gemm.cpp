@@ -157,3 +157,63 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
     }
   }
 }
+
+TEST_CASE("gemm: few rows and many columns (threads split the columns) are right, bitwise identical for 1, 2, 3 threads",
+          "[gemm][threads]") {
+  // One block of A (7 rows: a partial last micro-panel) and 8300 columns: each thread packs
+  // its own panels of B, more than one block of NC = 4096 columns per thread on 1 or 2 threads,
+  // a partial last panel; K = 300 is two depth blocks; the epilogue (bias, ReLU, accumulate)
+  // runs once each element's sum is complete. B row-major and transposed; C with a leading
+  // dimension wider than N.
+  const int64_t M = 7, N = 8300, K = 300, ldc = N + 5;
+  std::vector<float> a = random_vector(M * K, 8), b = random_vector(K * N, 9), c0 = random_vector(M * ldc, 10);
+  std::vector<float> bias = random_vector(M, 11);
+  GemmEpilogue ep;
+  ep.bias_row = bias.data();
+  ep.relu = true;
+  ep.accumulate = true;
+  const int saved = omp_get_max_threads();
+  for (bool trans_b : {false, true}) {
+    DYNAMIC_SECTION("B transposed: " << trans_b) {
+      const MatrixView A{a.data(), K, 1}, B = trans_b ? MatrixView{b.data(), 1, K} : MatrixView{b.data(), N, 1};
+      std::vector<std::vector<float>> results;
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        std::vector<float> c = c0;
+        gemm_f32(M, N, K, A, B, c.data(), ldc, ep);
+        results.push_back(std::move(c));
+      }
+      omp_set_num_threads(saved);
+      std::vector<float> c0_dense(static_cast<size_t>(M * N));
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) c0_dense[static_cast<size_t>(i * N + j)] = c0[static_cast<size_t>(i * ldc + j)];
+      const std::vector<double> want = expected(M, N, K, A, B, c0_dense, ep);
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < ldc; ++j) {
+          const float got = results[0][static_cast<size_t>(i * ldc + j)];
+          if (j >= N) {  // the padding of each row is left alone
+            REQUIRE(got == c0[static_cast<size_t>(i * ldc + j)]);
+            continue;
+          }
+          const double w = want[static_cast<size_t>(i * N + j)];
+          REQUIRE(std::abs(got - w) <= 1e-4 * (1 + std::abs(w)));
+        }
+      CHECK(results[0] == results[1]);
+      CHECK(results[0] == results[2]);
+    }
+  }
+}
+
+TEST_CASE("gemm: called inside a parallel region, each product runs on its thread alone", "[gemm][threads]") {
+  // As im2col's per-image products are: the nested region has one thread, the results are
+  // those of a call outside it.
+  const int64_t M = 16, N = 2000, K = 144;
+  std::vector<float> a = random_vector(M * K, 12), b = random_vector(K * N, 13);
+  const MatrixView A{a.data(), K, 1}, B{b.data(), N, 1};
+  std::vector<float> outside(static_cast<size_t>(M * N));
+  gemm_f32(M, N, K, A, B, outside.data(), N);
+  std::vector<std::vector<float>> inside(4, std::vector<float>(static_cast<size_t>(M * N)));
+#pragma omp parallel for num_threads(2)
+  for (int r = 0; r < 4; ++r) gemm_f32(M, N, K, A, B, inside[static_cast<size_t>(r)].data(), N);
+  for (const std::vector<float>& c : inside) CHECK(c == outside);
+}

@@ -4,7 +4,9 @@
 //   for jc in N step NC            5th loop: a panel of B that fits the L3 cache
 //     for pc in K step KC          4th loop: its KC rows are packed once into Bp
 //       for ic in M step MC        3rd loop: a block of A that fits the L2 cache, packed into Ap  <- threads
-//                                  (and the 2nd loop's panels too when there are few blocks)
+//                                  (and the 2nd loop's panels too when there are few blocks;
+//                                  with a single block of A, threads split N instead, each
+//                                  running all five loops on its own columns)
 //         for jr in NC step NR     2nd loop: one micro-panel of Bp (stays in L1)
 //           for ir in MC step MR   1st loop: one micro-panel of Ap
 //             micro-kernel: C[ir:ir+MR, jr:jr+NR] += Ap[ir] · Bp[jr] over KC
@@ -139,22 +141,70 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   }
   // Starting threads costs microseconds: a small product runs on the calling thread alone.
   const bool parallel = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelFlops;
+  // Inside another parallel region (im2col's per-image products) a nested region would get one
+  // thread: size the per-thread buffers for one.
+  const int threads = parallel && !omp_in_parallel() ? omp_get_max_threads() : 1;
   // Buffers are allocated here, not inside the parallel region, where an exception (bad_alloc)
-  // could not propagate. Bp is shared by the team; each thread packs A into its own slice of Ap.
+  // could not propagate. Each thread packs A into its own slice of Ap; Bp is shared by the
+  // team, or one per thread on the path below.
   static thread_local ScratchBuffer scratch_a, scratch_b;
-  float* bp = scratch_b.get(KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR));
-  float* ap_all = scratch_a.get(MC * KC * (parallel ? omp_get_max_threads() : 1));
+  constexpr int64_t kBpFloats = KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR);
+  float* ap_all = scratch_a.get(MC * KC * threads);
   // Blocks of A of equal size (a multiple of MR, at most MC), so that threads taking equal
   // numbers of blocks get equal work: M = 128 is two blocks of 66 and 62 rows, not 120 and 8.
   const int64_t m_blocks = (M + MC - 1) / MC;
   const int64_t mcb = ((M + m_blocks - 1) / m_blocks + kGemmMR - 1) / kGemmMR * kGemmMR;
+  const int64_t all_panels = (N + kGemmNR - 1) / kGemmNR;
+
+  // Few rows, many columns and a short depth (one block of A, blocks of B of under ~25 MFLOP:
+  // the im2col products of ResNet-20's first layers): each thread takes its own range of
+  // columns and runs the loops on it alone, packing its own panels of B — no barrier. Shared
+  // panels cost two barriers per KC×NC block of B, and with tens of microseconds of work per
+  // block the waits were most of the time: 2 threads ran slower than 1. Measured on 2 threads
+  // (4 alternating rounds, medians): M=16 K=27 21.3 → 47.9 GFLOP/s, M=64 K=27 38.6 → 48.4,
+  // M=16 K=144 40.5 → 47.6; on deeper products (M=32 K=288, M=64 K=576) no gain above the
+  // noise, so they keep the shared panels.
+  const double block_flops = 2.0 * static_cast<double>(M) * static_cast<double>(std::min(K, KC) * std::min(N, NC));
+  if (parallel && m_blocks == 1 && all_panels >= 4 * threads && block_flops < 2.5e7) {
+    float* bp_all = scratch_b.get(kBpFloats * threads);
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
+      float* ap = ap_all + t * MC * KC;
+      float* bp = bp_all + t * kBpFloats;
+      const int64_t j_end = std::min(N, all_panels * (t + 1) / T * kGemmNR);
+      for (int64_t jc = all_panels * t / T * kGemmNR; jc < j_end; jc += NC) {
+        const int64_t nc = std::min(NC, j_end - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
+        for (int64_t pc = 0; pc < K; pc += KC) {
+          const int64_t kc = std::min(KC, K - pc);
+          const bool accumulate = pc > 0 || ep.accumulate, last = pc + kc == K;
+          packer.pack_b(pc, jc, kc, nc, bp, 0, n_panels);
+          packer.pack_a(0, pc, M, kc, ap);
+          for (int64_t jr = 0; jr < nc; jr += kGemmNR) {
+            const int64_t nr = std::min<int64_t>(kGemmNR, nc - jr);
+            const float* b_panel = bp + jr * kc;
+            for (int64_t ir = 0; ir < M; ir += kGemmMR) {
+              const int64_t mr = std::min<int64_t>(kGemmMR, M - ir);
+              float* c = C + ir * ldc + jc + jr;
+              gemm_tile_rows<true>(kc, ap + ir * kc, [b_panel](int64_t k) { return b_panel + k * kGemmNR; }, c, ldc,
+                                   mr, nr, accumulate);
+              if (last) apply_epilogue(ep, c, ldc, ir, jc + jr, mr, nr);
+            }
+          }
+        }
+      }
+    }
+    return;
+  }
+  float* bp = scratch_b.get(kBpFloats);
 
   // One parallel region for the whole product. For each KC×NC block of B, the threads pack
   // their share of its micro-panels, wait for each other, then split the work on that block:
   // tasks are (block of mcb rows of A) × (slice of B's micro-panels), in that order, cut into
   // equal contiguous ranges, one per thread. Each thread packs the blocks of A its tasks need
-  // into its own buffer (on a core's private L2). Small M (one block of A) is split by slices of
-  // B; large M mostly by blocks of A, with slices added until there are a few tasks per thread.
+  // into its own buffer (on a core's private L2). Small M (one block of A, and too few columns
+  // for the path above) is split by slices of B; large M mostly by blocks of A, with slices
+  // added until there are a few tasks per thread.
 #pragma omp parallel if (parallel)
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();

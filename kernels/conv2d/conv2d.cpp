@@ -211,10 +211,11 @@ OpDef make_conv2d() {
   //   winograd (F(2×2)) on smaller maps: ResNet-18's 512 → 512 on 4×4 54 / 56 / 53 against
   //     implicit's 94 / 105 / 100 and winograd4's 63 / 65 / 78; on 3×3 maps a tie (airbench's
   //     256 → 256: 16 / 19 / 17 against 17 / 16 / 17), left to implicit.
-  // dx is the convolution of dy from OC to C channels (conv2d_winograd.cpp), so its rule swaps
-  // the two. So: winograd4 on maps of 7×7 and up from 24 channels in and out (the pass's own:
-  // OC → C for dx), and for dw from 16; winograd for 64 → 64 channels and more on maps of 4×4
-  // and up (below 7×7, in effect); implicit elsewhere. The bias's gradient comes with dw's.
+  // (dx is the convolution of dy from OC to C channels, conv2d_winograd.cpp: the rules below ask
+  // for as many channels on both sides, so they read the same for it.) So: winograd4 on maps
+  // of 7×7 and up from 24 channels in and out, and for dw from 16; winograd for 64 → 64
+  // channels and more on maps of 4×4 and up (below 7×7, in effect); implicit elsewhere. The
+  // bias's gradient comes with dw's.
   winograd.chosen_when = [](const Tensors& in, const Attrs& a, Pass) {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.C >= 64 && s.OC >= 64 && s.H >= 4 && s.W >= 4;

@@ -159,8 +159,9 @@ ThreadSlices thread_slices(int64_t floats, int64_t max_runs) {
 // ---- the transforms ----
 // Each is a 1-D transform down the columns, then along the rows (apply above). Those of the
 // images work on a whole chunk at a time: gather the chunk's patches into an array per patch
-// position (d[position][tile]), then transform with loops across the tiles, which the compiler
-// vectorizes (tiles are the long dimension; a row of 7×7 maps has only 4 tiles of 2×2).
+// position (d[position][tile]), then transform with loops across the tiles, on vectors of
+// tiles (for_each_lane above: tiles are the long dimension; a row of 7×7 maps has only 4 tiles
+// of 2×2).
 
 // U = G g Gᵀ of one 3×3 filter g (row-major); u[ξ] = U[ξ / α][ξ % α].
 template <int M>
@@ -323,7 +324,8 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 // tile — take about `bytes`. The forward pass keeps its chunk (the transformed input and the
 // products) in L2 from one step to the next: 512 KB. The weight gradient's chunk is the depth
 // of its products, each of which loads and stores an MR×NR tile of dU (from L3: dU is α²·OC·C
-// floats): deeper chunks amortize that better, at 8 MB (in L3). With 2 MB, F(4×4) on 256
+// floats): deeper chunks amortize that better, at 8 MB a thread (from L3, or memory once the
+// threads' chunks outgrow it: still faster than shallow products). With 2 MB, F(4×4) on 256
 // channels had chunks of 16 tiles, and its products on airbench's 7×7 layer took 58 ms instead
 // of 33 (1 thread); the forward pass's 512 KB was no slower than other sizes.
 int64_t chunk_tiles(int64_t positions, int64_t C, int64_t OC, int64_t bytes) {
@@ -422,8 +424,9 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   // for 256 channels with F(2×2), 9 MB with F(4×4)) costs little next to their products
   // (α²·OC·C multiply-adds per tile).
   const int64_t T = chunk_tiles(kXi, C, OC, 8192 * 1024), chunks = (tl.total + T - 1) / T;
-  // Tiles per gather-and-transform step: d (α²·NR floats a tile) at most 24 KB, whole rows of
-  // tiles where a row fits (a run of tiles is gathered row by row: short runs cost more).
+  // Tiles per gather-and-transform step: d (α²·NR floats a tile) at most 24 KB, and a multiple
+  // of a row of tiles where a row fits, so that the steps cut the chunk's runs of tiles (which
+  // are gathered row by row: short runs cost more) no more often than the chunk's own edges do.
   const int64_t budget = std::max<int64_t>(1, 6144 / (kXi * kGemmNR));
   const int64_t sub = std::min(T, tl.cols <= budget ? budget / tl.cols * tl.cols : budget);
   const int64_t OP = (OC + kGemmMR - 1) / kGemmMR, CP = (C + kGemmNR - 1) / kGemmNR;
