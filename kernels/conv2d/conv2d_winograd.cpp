@@ -509,17 +509,15 @@ bool conv2d_winograd_applies(const Conv2dShape& s) {
   return s.KH == 3 && s.KW == 3 && s.stride == 1 && s.padding == 1 && s.groups == 1;
 }
 
-void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
-                             bool accumulate) {
-  forward<2>(x, w, b, y, s, accumulate);
+void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
+  forward<2>(x, w, b, y, s, /*accumulate=*/false);
 }
 void conv2d_backward_winograd(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s) {
   backward<2>(x, w, dy, dx, dw, db, s);
 }
-void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
-                              bool accumulate) {
-  forward<4>(x, w, b, y, s, accumulate);
+void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
+  forward<4>(x, w, b, y, s, /*accumulate=*/false);
 }
 void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                                const Conv2dShape& s) {

@@ -57,12 +57,8 @@ namespace edl {
 // Whether the kernels below compute this convolution: 3×3, stride 1, padding 1, groups 1.
 bool conv2d_winograd_applies(const Conv2dShape& s);
 
-// y = conv(x, w) + b, or y += conv(x, w) (+ b) with accumulate. b may be null.
-void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
-                             bool accumulate);
-inline void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
-  conv2d_forward_winograd(x, w, b, y, s, false);
-}
+// y = conv(x, w) + b. b may be null.
+void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 
 // Accumulates (+=) into dx, dw and db; null outputs are skipped.
 void conv2d_backward_winograd(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
@@ -71,11 +67,7 @@ void conv2d_backward_winograd(const float* x, const float* w, const float* dy, f
 // The same with F(4×4, 3×3): tiles of 4×4 outputs from 6×6 patches, 36 products for 16 outputs
 // (4× fewer multiply-adds than the direct sum, against 2.25×), 36 matrix products per call.
 // Its transforms have larger constants (up to 8 and 1/24), so its rounding errors are larger.
-void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
-                              bool accumulate);
-inline void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
-  conv2d_forward_winograd4(x, w, b, y, s, false);
-}
+void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                                const Conv2dShape& s);
 
