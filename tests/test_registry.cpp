@@ -61,8 +61,16 @@ TEST_CASE("registry: dispatch picks the first automatic variant that supports th
   Tensors narrow{Tensor::ones({1, 16, 8, 8}), Tensor::ones({64, 16, 3, 3})};
   CHECK(choose_variant(conv, narrow, {{"padding", 1}}).name == "implicit");
   CHECK(conv.variant("winograd").supports(narrow, {{"padding", 1}}));
+  // dense (the convolution as one matrix) on maps no larger than the kernel, from 32 channels
+  // in and out: airbench's 3×3 maps, VGG's last 2×2 ones.
   Tensors small_map{Tensor::ones({1, 64, 3, 3}), Tensor::ones({64, 64, 3, 3})};
-  CHECK(choose_variant(conv, small_map, {{"padding", 1}}).name == "implicit");
+  CHECK(choose_variant(conv, small_map, {{"padding", 1}}).name == "dense");
+  Tensors vgg_last{Tensor::ones({1, 32, 2, 2}), Tensor::ones({32, 32, 3, 3})};
+  CHECK(choose_variant(conv, vgg_last, {{"padding", 1}}).name == "dense");
+  Tensors small_narrow{Tensor::ones({1, 31, 3, 3}), Tensor::ones({64, 31, 3, 3})};
+  CHECK(choose_variant(conv, small_narrow, {{"padding", 1}}).name == "implicit");
+  Tensors small_grouped{Tensor::ones({1, 64, 3, 3}), Tensor::ones({64, 32, 3, 3})};
+  CHECK(choose_variant(conv, small_grouped, {{"padding", 1}, {"groups", 2}}).name == "implicit");
   Tensors edge{Tensor::ones({1, 64, 4, 4}), Tensor::ones({64, 64, 3, 3})};
   CHECK(choose_variant(conv, edge, {{"padding", 1}}).name == "winograd");
   Tensors narrow_out{Tensor::ones({1, 64, 8, 8}), Tensor::ones({16, 64, 3, 3})};
