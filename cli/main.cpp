@@ -174,6 +174,9 @@ int main(int argc, char** argv) {
                         "BatchNorm parameters train at lr times this, with weight decay divided by it")
       ->capture_default_str();
   train_cmd->add_flag("--lookahead", tc.lookahead, "Lookahead as airbench: slow weights every 5 steps (docs/fast-training.md)");
+  train_cmd->add_option("--freeze-stem-bias", tc.freeze_stem_bias,
+                        "airbench: freeze the whitening stem's bias after this many epochs, as airbench94 does after 3 (-1: never)")
+      ->capture_default_str();
   train_cmd->add_option("--tta", tc.tta, "test-time augmentation of the evaluations: none, flip or translate")
       ->capture_default_str();
   train_cmd->add_option("--eval-every", tc.eval_every, "evaluate every this many epochs (0: only after the last)")

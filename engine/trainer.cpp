@@ -75,6 +75,8 @@ void validate(const TrainConfig& c) {
   EDL_CHECK(c.threads >= 0, "--threads must not be negative, got {}", c.threads);
   EDL_CHECK(c.bn_lr_scale > 0, "--bn-lr-scale must be positive, got {}", c.bn_lr_scale);
   EDL_CHECK(c.eval_every >= 0, "--eval-every must not be negative, got {}", c.eval_every);
+  EDL_CHECK(c.freeze_stem_bias < 0 || c.model == "airbench",
+            "--freeze-stem-bias applies to --model airbench (its whitening stem), not to {}", c.model);
   try {
     tta_from_name(c.tta);
   } catch (const Error& e) {
@@ -125,7 +127,7 @@ nlohmann::json config_json(const TrainConfig& c) {
           {"label_smoothing", c.label_smoothing}, {"augment", c.augment}, {"seed", c.seed},
           {"subset", c.subset},       {"eval_size", c.eval_size},   {"threads", c.threads},
           {"bn_lr_scale", c.bn_lr_scale}, {"lookahead", c.lookahead}, {"tta", c.tta},
-          {"eval_every", c.eval_every}};
+          {"eval_every", c.eval_every}, {"freeze_stem_bias", c.freeze_stem_bias}};
 }
 
 struct EpochRow {
@@ -251,6 +253,14 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     log << fmt::format("whitening stem: set from the 2x2 patches of {} training images, frozen\n",
                        std::min<size_t>(5000, pool.size()));
   }
+  // airbench trains the whitening stem's bias for its first 3 epochs only: from then on the
+  // backward pass stops at block1 (no gradient of its first convolution's input, of the GELU
+  // after the stem, of the stem's bias), about 6% of a step.
+  const int64_t stem_bias_steps =
+      c.freeze_stem_bias < 0 ? -1 : static_cast<int64_t>(std::ceil(c.freeze_stem_bias * static_cast<double>(steps_per_epoch)));
+  if (stem_bias_steps >= 0)
+    log << fmt::format("whitening stem: bias trained for the first {} steps ({} epochs), then frozen\n", stem_bias_steps,
+                       c.freeze_stem_bias);
   std::unique_ptr<Lookahead> lookahead;
   if (c.lookahead) lookahead = std::make_unique<Lookahead>(model->state_dict());
   const int64_t lookahead_first = lookahead_first_step(total_steps);
@@ -357,6 +367,7 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     for (int64_t i = step % steps_per_epoch; i < steps_per_epoch && step < end_step; ++i) {
       Batch b = loader.get(epoch, i);
       opt->set_lr(schedule.lr(step));
+      if (stem_bias_steps >= 0) fast->stem->bias.set_requires_grad(step < stem_bias_steps);
       Tensor logits = (*model)(b.images);
       Tensor loss = cross_entropy(logits, b.targets.defined() ? b.targets : b.labels, c.label_smoothing);
       opt->zero_grad();

@@ -43,6 +43,7 @@ struct TrainConfig {
   std::string augment = "crop,flip"; // any of crop (or translate), flip, cutout, mixup, cutmix; or none
   double bn_lr_scale = 1;            // BatchNorm parameters: lr times this, weight decay divided by it
   bool lookahead = false;            // airbench's Lookahead: from 30% of the run, every 5 steps, decay 0.95^5 * progress^3
+  double freeze_stem_bias = -1;      // airbench: freeze the whitening stem's bias after this many epochs (-1: never)
   std::string tta = "none";          // test-time augmentation of the evaluations: none, flip, translate
   int64_t eval_every = 1;            // evaluate every this many epochs (0: only after the last)
   uint64_t seed = 0;

@@ -320,6 +320,7 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
     c.eval_every = 0;
     c.augment = "translate,flip";
     c.schedule = "linear";
+    c.freeze_stem_bias = 1;  // frozen from step 6: before the stop at 7, and after the resume
   }
   std::ostringstream log;
 
@@ -344,6 +345,39 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
     CHECK(x[i].first == y[i].first);
     CHECK(x[i].second.to_vector() == y[i].second.to_vector());
   }
+}
+
+TEST_CASE("train: --freeze-stem-bias stops training airbench's stem bias after that many epochs", "[train]") {
+  TempDir dir;
+  write_fake_cifar10(dir.path, 16);  // 80 training images: 6 steps of 12 per epoch (the last batch short)
+  TrainConfig c;
+  c.model = "airbench";
+  c.data_dir = dir.path.string();
+  c.epochs = 1;
+  c.batch_size = 12;
+  c.lr = 0.05;
+  c.eval_every = 0;
+  c.eval_size = 16;
+  c.threads = 1;
+  c.warmup_epochs = 0.5;
+  c.freeze_stem_bias = 0.5;  // the first 3 steps
+  std::ostringstream log;
+  auto stem_bias_after = [&](const std::string& run, int64_t max_steps) {
+    TrainConfig r = c;
+    r.out = (dir.path / run).string();
+    r.max_steps = max_steps;
+    train(r, log, false);
+    for (const auto& [name, t] : load_safetensors(r.out + "/last.safetensors"))
+      if (name == "stem.bias") return t.to_vector();
+    FAIL("no stem.bias in the checkpoint");
+    return std::vector<double>{};
+  };
+  const std::vector<double> at3 = stem_bias_after("three", 3), at6 = stem_bias_after("six", 0);
+  CHECK(at3 != std::vector<double>(24, 0.0));  // trained (airbench starts it at 0)
+  CHECK(at6 == at3);                           // then frozen: no gradient, no weight decay, no momentum
+  CHECK(log.str().find("bias trained for the first 3 steps (0.5 epochs), then frozen") != std::string::npos);
+  c.freeze_stem_bias = -1;
+  CHECK(stem_bias_after("never", 0) != at3);
 }
 
 TEST_CASE("train: --bn-lr-scale scales exactly the BatchNorm parameters", "[train]") {
@@ -387,6 +421,9 @@ TEST_CASE("train: bad flags and missing data give clear errors", "[train]") {
   bad = c;
   bad.eval_every = -1;
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--eval-every must not be negative"));
+  bad = c;
+  bad.freeze_stem_bias = 3;
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--freeze-stem-bias applies to --model airbench"));
   bad = c;
   bad.tta = "rotate";
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--tta: unknown test-time augmentation 'rotate'"));
