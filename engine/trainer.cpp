@@ -255,7 +255,7 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   }
   // airbench trains the whitening stem's bias for its first 3 epochs only: from then on the
   // backward pass stops at block1 (no gradient of its first convolution's input, of the GELU
-  // after the stem, of the stem's bias), about 6% of a step.
+  // after the stem, of the stem's bias), about 5% of a step.
   const int64_t stem_bias_steps =
       c.freeze_stem_bias < 0 ? -1 : static_cast<int64_t>(std::ceil(c.freeze_stem_bias * static_cast<double>(steps_per_epoch)));
   if (stem_bias_steps >= 0)

@@ -75,7 +75,7 @@ static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBac
   return v;
 }
 
-// dense holds its matrix T (conv2d_dense.h) in memory: at most 64 MB of it.
+// dense's weight gradient holds dT (conv2d_dense.h) in memory: at most 64 MB of it.
 constexpr int64_t kDenseMatrixMax = int64_t{1} << 24;
 
 OpDef make_conv2d() {

@@ -8,6 +8,7 @@
 #include "engine/error.h"
 #include "kernels/common/gemm.h"
 #include "kernels/common/gemm_ukernel.h"
+#include "kernels/conv2d/conv2d_im2col.h"  // conv2d_bias_backward
 
 namespace edl {
 
@@ -161,17 +162,7 @@ void conv2d_backward_dense(const float* x, const float* w, const float* dy, floa
         for (const Tap& e : taps) dwc[e.k] += block[e.p * CHW + e.q];
       }
   }
-  if (db) {
-#pragma omp parallel for schedule(static)
-    for (int64_t oc = 0; oc < s.OC; ++oc) {
-      float sum = 0.0f;
-      for (int64_t n = 0; n < s.N; ++n) {
-        const float* d = dy + n * OCP + oc * P;
-        for (int64_t p = 0; p < P; ++p) sum += d[p];
-      }
-      db[oc] += sum;
-    }
-  }
+  if (db) conv2d_bias_backward(dy, db, s);
 }
 
 }  // namespace edl
