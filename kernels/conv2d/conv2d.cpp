@@ -242,9 +242,8 @@ OpDef make_conv2d() {
   // multiply-adds (conv2d_dense.h), from 32 channels in and out. Measured on airbench's
   // 256 → 256 on 3×3 maps: in its training steps (batch 1024, 2 threads, edl train --profile,
   // two alternating runs) forward 1.35× and backward 1.5× faster than implicit; edl_bench
-  // layers/conv2d at batch 128 (two rounds, GFLOP/s, forward / dx / dw): 1 thread 61–71 / 67–72
-  // / 58–60 against implicit's 42–48 / 53–54 / 43–49, 2 threads 76–118 / 97–106 / 101 against
-  // 85–95 / 85–106 / 80–86.
+  // layers/conv2d at batch 128 (medians of 3 interleaved rounds, forward / dx / dw): 1 thread
+  // 1.28× / 1.12× / 1.33× implicit's speed, 2 threads 1.07× / 0.92× / 1.27×.
   dense.chosen_when = [](const Tensors& in, const Attrs& a, Pass) {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.H * s.W <= s.KH * s.KW && s.C >= 32 && s.OC >= 32;
