@@ -336,8 +336,9 @@ EXPLANATION = """\
   with the direct convolution's FLOPs, so GFLOP/s is a speed on the same work for all of them;
   `conv2d.winograd` and `conv2d.winograd4` do 2.25× and 4× fewer multiply-adds, so their
   % peak can pass 100 % (it is an effective speed, not the machine's arithmetic); `conv2d.dense`
-  multiplies by the layer's whole matrix, exactly the counted work on a 3×3 map with padding 1
-  and less on smaller maps (docs/convolution.md). `Eigen`, `OpenBLAS`, `oneDNN`
+  multiplies by the layer's whole matrix, exactly the counted work on a 3×3 map with padding 1,
+  less on smaller maps and several times more on larger ones, where it runs only in the
+  benchmark (docs/convolution.md). `Eigen`, `OpenBLAS`, `oneDNN`
   are the libraries called directly into a preallocated output.
 - **im2col shapes**: a convolution becomes one matrix product W (OC, C·KH·KW) × col
   (C·KH·KW, batch·OH·OW): M = OC, K = C·KH·KW, N = batch·OH·OW. Few rows (small M) or a

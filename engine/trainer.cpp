@@ -75,6 +75,9 @@ void validate(const TrainConfig& c) {
   EDL_CHECK(c.threads >= 0, "--threads must not be negative, got {}", c.threads);
   EDL_CHECK(c.bn_lr_scale > 0, "--bn-lr-scale must be positive, got {}", c.bn_lr_scale);
   EDL_CHECK(c.eval_every >= 0, "--eval-every must not be negative, got {}", c.eval_every);
+  EDL_CHECK(c.freeze_stem_bias == -1 || (c.freeze_stem_bias >= 0 && c.freeze_stem_bias <= static_cast<double>(c.epochs)),
+            "--freeze-stem-bias must be -1 (never) or a number of epochs from 0 to --epochs ({}), got {}", c.epochs,
+            c.freeze_stem_bias);
   EDL_CHECK(c.freeze_stem_bias < 0 || c.model == "airbench",
             "--freeze-stem-bias applies to --model airbench (its whitening stem), not to {}", c.model);
   try {
@@ -255,7 +258,9 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   }
   // airbench trains the whitening stem's bias for its first 3 epochs only: from then on the
   // backward pass stops at block1 (no gradient of its first convolution's input, of the GELU
-  // after the stem, of the stem's bias), about 5% of a step.
+  // after the stem, of the stem's bias), about 5% of a step. (Lookahead's updates still pull it
+  // towards its slow copy, as in airbench; after a whole number of epochs the two are equal,
+  // since each epoch ends on the slow weights.)
   const int64_t stem_bias_steps =
       c.freeze_stem_bias < 0 ? -1 : static_cast<int64_t>(std::ceil(c.freeze_stem_bias * static_cast<double>(steps_per_epoch)));
   if (stem_bias_steps >= 0)
@@ -280,11 +285,13 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
               last_path);
     const nlohmann::json was = nlohmann::json::parse(meta["config"]);
     for (const char* key :
-         {"model", "dataset", "batch_size", "epochs", "subset", "seed", "optimizer", "augment", "schedule", "lookahead"})
+         {"model", "dataset", "batch_size", "epochs", "subset", "seed", "optimizer", "augment", "schedule", "lookahead",
+          "freeze_stem_bias"})
     {
-      // Runs written before a key existed ran without it (lookahead: false).
+      // Runs written before a key existed ran without it (lookahead: false, freeze_stem_bias: -1).
       nlohmann::json before = was.contains(key) ? was[key] : nlohmann::json();
       if (!was.contains(key) && std::string(key) == "lookahead") before = false;
+      if (!was.contains(key) && std::string(key) == "freeze_stem_bias") before = -1.0;
       EDL_CHECK(before == config_json(c)[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key,
                 before.dump(), config_json(c)[key].dump());
     }

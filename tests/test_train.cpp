@@ -349,7 +349,7 @@ TEST_CASE("train: resuming equals not stopping", "[train]") {
 
 TEST_CASE("train: --freeze-stem-bias stops training airbench's stem bias after that many epochs", "[train]") {
   TempDir dir;
-  write_fake_cifar10(dir.path, 16);  // 80 training images: 6 steps of 12 per epoch (the last batch short)
+  write_fake_cifar10(dir.path, 16);  // 80 training images: 6 steps of 12 per epoch (8 images left out)
   TrainConfig c;
   c.model = "airbench";
   c.data_dir = dir.path.string();
@@ -376,6 +376,11 @@ TEST_CASE("train: --freeze-stem-bias stops training airbench's stem bias after t
   CHECK(at3 != std::vector<double>(24, 0.0));  // trained (airbench starts it at 0)
   CHECK(at6 == at3);                           // then frozen: no gradient, no weight decay, no momentum
   CHECK(log.str().find("bias trained for the first 3 steps (0.5 epochs), then frozen") != std::string::npos);
+  TrainConfig resumed = c;  // resuming with another freeze would train a different run: refused
+  resumed.out = (dir.path / "three").string();
+  resumed.resume = true;
+  resumed.freeze_stem_bias = 1;
+  CHECK_THROWS_WITH(train(resumed, log, false), Catch::Contains("used freeze_stem_bias=0.5"));
   c.freeze_stem_bias = -1;
   CHECK(stem_bias_after("never", 0) != at3);
 }
@@ -424,6 +429,11 @@ TEST_CASE("train: bad flags and missing data give clear errors", "[train]") {
   bad = c;
   bad.freeze_stem_bias = 3;
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--freeze-stem-bias applies to --model airbench"));
+  bad.model = "airbench";
+  bad.freeze_stem_bias = std::nan("");
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--freeze-stem-bias must be -1 (never) or a number of epochs"));
+  bad.freeze_stem_bias = -2;
+  CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--freeze-stem-bias must be -1 (never) or a number of epochs"));
   bad = c;
   bad.tta = "rotate";
   CHECK_THROWS_WITH(train(bad, log, false), Catch::Contains("--tta: unknown test-time augmentation 'rotate'"));

@@ -76,7 +76,7 @@ static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBac
 }
 
 // dense's weight gradient holds dT (conv2d_dense.h) in memory: at most 64 MB of it.
-constexpr int64_t kDenseMatrixMax = int64_t{1} << 24;
+constexpr double kDenseMatrixMax = 1 << 24;
 
 OpDef make_conv2d() {
   OpDef op;

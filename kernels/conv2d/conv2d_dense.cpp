@@ -2,7 +2,6 @@
 #include "kernels/conv2d/conv2d_dense.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "engine/error.h"

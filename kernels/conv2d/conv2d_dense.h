@@ -35,8 +35,11 @@
 
 namespace edl {
 
-// The number of floats in dT: what the weight gradient holds in memory beside its operands.
-inline int64_t conv2d_dense_matrix_size(const Conv2dShape& s) { return s.OC * s.OH * s.OW * s.C * s.H * s.W; }
+// The number of floats in dT: what the weight gradient holds in memory beside its operands (in
+// double: on absurd shapes the product of six sizes would overflow an int64).
+inline double conv2d_dense_matrix_size(const Conv2dShape& s) {
+  return static_cast<double>(s.OC * s.OH * s.OW) * static_cast<double>(s.C * s.H * s.W);
+}
 
 // y (N,OC,OH,OW) = conv(x, w) + b. b may be null. groups must be 1.
 void conv2d_forward_dense(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
