@@ -288,10 +288,9 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
          {"model", "dataset", "batch_size", "epochs", "subset", "seed", "optimizer", "augment", "schedule", "lookahead",
           "freeze_stem_bias"})
     {
-      // Runs written before a key existed ran without it (lookahead: false, freeze_stem_bias: -1).
-      nlohmann::json before = was.contains(key) ? was[key] : nlohmann::json();
-      if (!was.contains(key) && std::string(key) == "lookahead") before = false;
-      if (!was.contains(key) && std::string(key) == "freeze_stem_bias") before = -1.0;
+      // Runs written before a key existed ran without it: its value then was the default.
+      static const nlohmann::json kBefore = {{"lookahead", false}, {"freeze_stem_bias", -1.0}};
+      const nlohmann::json before = was.contains(key) ? was[key] : kBefore.value(key, nlohmann::json());
       EDL_CHECK(before == config_json(c)[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key,
                 before.dump(), config_json(c)[key].dump());
     }

@@ -13,20 +13,6 @@ namespace edl {
 
 namespace {
 
-// Calls f(kh, kw, ih, iw) for every tap of output pixel (oh, ow) that reads inside the image:
-// the entries of T that are taps, in a row (oc, oh, ow), for every pair of channels alike.
-template <typename F>
-void for_each_tap(const Conv2dShape& s, int64_t oh, int64_t ow, F&& f) {
-  for (int64_t kh = 0; kh < s.KH; ++kh) {
-    const int64_t ih = oh * s.stride - s.padding + kh;
-    if (ih < 0 || ih >= s.H) continue;
-    for (int64_t kw = 0; kw < s.KW; ++kw) {
-      const int64_t iw = ow * s.stride - s.padding + kw;
-      if (iw >= 0 && iw < s.W) f(kh, kw, ih, iw);
-    }
-  }
-}
-
 // The non-zero entries of T's block for one pair of channels (oc, c), the same for every
 // pair: (output pixel p, input pixel q, tap k), T[(oc,p)][(c,q)] = w[oc][c][k]. In output
 // pixel order, then tap order (the order the weight gradient sums in).
@@ -37,9 +23,11 @@ std::vector<Tap> matrix_taps(const Conv2dShape& s) {
   std::vector<Tap> taps;
   for (int64_t oh = 0; oh < s.OH; ++oh)
     for (int64_t ow = 0; ow < s.OW; ++ow)
-      for_each_tap(s, oh, ow, [&](int64_t kh, int64_t kw, int64_t ih, int64_t iw) {
-        taps.push_back({oh * s.OW + ow, ih * s.W + iw, kh * s.KW + kw});
-      });
+      for (int64_t kh = 0; kh < s.KH; ++kh)
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          const int64_t ih = oh * s.stride - s.padding + kh, iw = ow * s.stride - s.padding + kw;
+          if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) taps.push_back({oh * s.OW + ow, ih * s.W + iw, kh * s.KW + kw});
+        }
   return taps;
 }
 
