@@ -119,6 +119,9 @@ OpDef make_conv2d() {
         // leave a partial block of 4.
         s("3x3 s1 p1 wide rows", {2, 3, 7, 35}, 5, 3, 1, 1, 1, true),
         s("5x5 p2 groups=2 wide rows", {1, 4, 6, 18}, 6, 5, 1, 2, 2, false),
+        // 4 groups of 2 output channels: the direct weight gradient's threads each take blocks
+        // of more than one group.
+        s("3x3 groups=4 wide rows", {2, 8, 4, 17}, 8, 3, 1, 1, 4, true),
         // The paths each fast variant chooses by shape (conv2d_implicit.cpp, conv2d_depthwise.cpp):
         s2("3x2 kernel wide rows", {2, 3, 6, 20}, 4, 3, 2, 1, 1, 1, true),  // KH != KW everywhere
         s("3x3 s2 p0", {1, 2, 7, 7}, 3, 3, 2, 0, 1, true),
@@ -209,16 +212,19 @@ OpDef make_conv2d() {
   //   winograd4 (F(4×4)) on maps of 7×7 and up: ResNet-18's 64 → 64 on 32×32 41 / 40 / 49
   //     against implicit's 80 / 83 / 110; airbench's 24 → 64 on 31×31 20 / 21 / 24 against
   //     30 / 33 / 39, its 256 → 256 on 7×7 39 / 43 / 46 against 71 / 73 / 82 (F(2×2): 43 /
-  //     44 / 52); ResNet-20's 32 → 32 on 16×16 5.3 / 5.6 / 6.6 against 5.6 / 6.1 / 15.8. With
+  //     44 / 52); ResNet-20's 32 → 32 on 16×16 5.3 / 5.6 / 6.6 against 5.6 / 6.1 / 15.8 (dw
+  //     since implicit's direct kernel was rewritten: a tie, 6.7 against 6.7). With
   //     16 channels the transforms cost about what the products save: ResNet-20's 16 → 16 on
-  //     32×32 6.4 / 7.0 against 6.1 / 6.5, except in dw, 7.5 against 10.4 (implicit's weight
-  //     gradient is weakest there). On 4×4 and 3×3 maps most of a 4×4 tile is edge.
+  //     32×32 6.4 / 7.0 against 6.1 / 6.5, and in dw 8.3 against implicit's direct kernel's
+  //     6.5 (1 thread 14.5 against 10.3; medians of 5 rounds). On 4×4 and 3×3 maps most of a
+  //     4×4 tile is edge.
   //   winograd (F(2×2)) on smaller maps: ResNet-18's 512 → 512 on 4×4 54 / 56 / 53 against
   //     implicit's 94 / 105 / 100 and winograd4's 63 / 65 / 78; on 3×3 maps a tie (airbench's
   //     256 → 256: 16 / 19 / 17 against 17 / 16 / 17), left to implicit.
   // (dx is the convolution of dy from OC to C channels, conv2d_winograd.cpp: the rules below ask
   // for as many channels on both sides, so they read the same for it.) So: winograd4 on maps
-  // of 7×7 and up from 24 channels in and out, and for dw from 16; winograd for 64 → 64
+  // of 7×7 and up from 24 channels in and out, and for dw from 16 where implicit would take it
+  // to im2col (conv2d_implicit_wgrad_is_direct is false: rows under NR pixels, say); winograd for 64 → 64
   // channels and more on maps of 4×4 and up (below 7×7, in effect); implicit elsewhere. The
   // bias's gradient comes with dw's.
   winograd.chosen_when = [](const Tensors& in, const Attrs& a, Pass) {
@@ -229,7 +235,7 @@ OpDef make_conv2d() {
   winograd4.supports = winograd.supports;
   winograd4.chosen_when = [](const Tensors& in, const Attrs& a, Pass pass) {
     const Conv2dShape s = conv2d_shape(in, a);
-    const int64_t channels = pass.grad_of >= 1 ? 16 : 24;  // dw and db: 16
+    const int64_t channels = pass.grad_of >= 1 && !conv2d_implicit_wgrad_is_direct(s) ? 16 : 24;
     return s.C >= channels && s.OC >= channels && s.H >= 7 && s.W >= 7;
   };
   Variant dense = f32_variant("dense", conv2d_forward_dense, conv2d_backward_dense);

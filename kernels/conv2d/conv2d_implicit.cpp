@@ -5,6 +5,8 @@
 #include <numeric>
 #include <vector>
 
+#include <omp.h>
+
 #include "kernels/common/gemm.h"
 #include "kernels/common/gemm_ukernel.h"
 #include "kernels/conv2d/conv2d_im2col.h"
@@ -189,43 +191,57 @@ void conv2d_wgrad_gemm(const float* x, const float* dy, float* dw, const Conv2dS
 //   dw[oc][c][kh][kw] = sum over images n and output pixels (oh, ow) of
 //                       dy[n][oc][oh][ow] * xpad[n][c][oh + kh][ow + kw]
 //
-// where xpad is a plane of x with its zero padding written out (and rows padded so that every
-// output row is whole vectors), made per image and channel in a buffer of the thread. For one
-// (oc, c, kh, kw) the sum runs along rows of dy and of xpad that are both contiguous, so it
-// vectorizes along ow without any packing: a block of OB output channels × TB neighbouring
-// taps (kw, kw+1, ...) keeps OB×TB vector accumulators, and each step loads TB vectors of the
-// image row (the same row shifted by one float per tap) and OB vectors of dy:
+// where xpad is a plane of x with its zero padding written out, Wr = W + 2*padding floats a
+// row. Give a plane of dy rows of Wr floats too, zero past its OW pixels, and the sum for one
+// (oc, c, kh, kw) runs down both planes as if each were one long row:
 //
-//   acc[o][t] += dy[oc0 + o][oh][v .. v+L)  *  xpad[c][oh + kh][v + kw0 + t .. + L)
+//   dw[oc][c][kh][kw] = sum over i of dyr[oc][i] * xpad[c][i + kh*Wr + kw]
 //
-// (3 output channels × 3 taps: 9 accumulators. GCC 12 folds the image loads into the FMAs, so
-// a step is 12 loads for 9 FMAs and the loop is bound by loads, not FMAs: room to improve. At
-// 4 × 3 it was a little slower on the ResNet-20 layers.) The lanes of an accumulator are added
-// at the very end. Threads take blocks of output channels, so every weight is summed by one
-// thread, over images in order: results do not depend on the thread count.
+// (pixel (oh, ow) is i = oh*Wr + ow in both; the KW-1 extra floats of each row of dyr are zero,
+// so what they meet in xpad adds nothing). That vectorizes along i without any packing, in one
+// loop whatever the map's size: a block of OB output channels × TB neighbouring taps (kw, kw+1,
+// ...) keeps OB×TB vector accumulators, and each step loads TB vectors of the image (the same
+// place shifted by one float per tap) and OB of dy:
+//
+//   acc[o][t] += dyr[oc0 + o][i .. i+L)  *  xpad[c][i + kh*Wr + kw0 + t .. + L)
+//
+// 4 output channels × 3 taps: 12 accumulators, the 3 image vectors and one vector of dy at a
+// time fill AVX2's 16 registers, and a step is 7 loads for 12 FMAs. The lanes of an
+// accumulator are added at the very end. A thread takes a contiguous range of the blocks of
+// output channels; for each image it writes its channels' planes of dyr, and for each input
+// channel the padded plane of x, once, and runs all its blocks on it while it is in L1. Every
+// weight is summed by one thread, over images in order: results do not depend on the thread
+// count.
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
 constexpr bool kDirectWgrad = true;
 using WBatch = xsimd::batch<float>;
 constexpr int64_t kL = static_cast<int64_t>(WBatch::size);
-constexpr int kWgradOB = 3;
+constexpr int kWgradOB = 4;
 
-// part[o*o_stride + t*kL + lane] += the OB×TB sums above over rows oh = 0 .. OH-1.
+// Makes the compiler hold v in a register. Without it GCC 12 reads the image vectors again in
+// every FMA that uses them (it folds the load into the FMA): 16 loads for 12 FMAs instead of 7,
+// and the loop is bound by loads.
+inline WBatch in_register(WBatch v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+x"(v.data));
+#elif defined(__GNUC__) && defined(__aarch64__)
+  asm("" : "+w"(v.data));
+#endif
+  return v;
+}
+
+// part[o*o_stride + t*kL + lane] += the OB×TB sums above over i = 0 .. len-1 (len: whole vectors).
 template <int OB, int TB>
-void wgrad_tile(const float* dy, int64_t dy_plane, int64_t dy_row, const float* x, int64_t x_row, int64_t OH,
-                int64_t OWp, float* part, int64_t o_stride) {
+void wgrad_tile(const float* dy, int64_t dy_plane, const float* x, int64_t len, float* part, int64_t o_stride) {
   WBatch acc[OB][TB];
   for (int o = 0; o < OB; ++o)
     for (int t = 0; t < TB; ++t) acc[o][t] = WBatch(0.0f);
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const float* d = dy + oh * dy_row;
-    const float* xr = x + oh * x_row;
-    for (int64_t v = 0; v < OWp; v += kL) {
-      WBatch xv[TB];
-      for (int t = 0; t < TB; ++t) xv[t] = WBatch::load_unaligned(xr + v + t);
-      for (int o = 0; o < OB; ++o) {
-        const WBatch dv = WBatch::load_unaligned(d + o * dy_plane + v);
-        for (int t = 0; t < TB; ++t) acc[o][t] = xsimd::fma(dv, xv[t], acc[o][t]);
-      }
+  for (int64_t i = 0; i < len; i += kL) {
+    WBatch xv[TB];
+    for (int t = 0; t < TB; ++t) xv[t] = in_register(WBatch::load_unaligned(x + i + t));
+    for (int o = 0; o < OB; ++o) {
+      const WBatch dv = in_register(WBatch::load_aligned(dy + o * dy_plane + i));
+      for (int t = 0; t < TB; ++t) acc[o][t] = xsimd::fma(dv, xv[t], acc[o][t]);
     }
   }
   for (int o = 0; o < OB; ++o)
@@ -236,64 +252,72 @@ void wgrad_tile(const float* dy, int64_t dy_plane, int64_t dy_row, const float* 
 }
 
 template <int OB>
-void wgrad_taps(int64_t TB, const float* dy, int64_t dy_plane, int64_t dy_row, const float* x, int64_t x_row,
-                int64_t OH, int64_t OWp, float* part, int64_t o_stride) {
-  if (TB == 3) wgrad_tile<OB, 3>(dy, dy_plane, dy_row, x, x_row, OH, OWp, part, o_stride);
-  else if (TB == 2) wgrad_tile<OB, 2>(dy, dy_plane, dy_row, x, x_row, OH, OWp, part, o_stride);
-  else wgrad_tile<OB, 1>(dy, dy_plane, dy_row, x, x_row, OH, OWp, part, o_stride);
+void wgrad_taps(int64_t TB, const float* dy, int64_t dy_plane, const float* x, int64_t len, float* part,
+                int64_t o_stride) {
+  if (TB == 3) wgrad_tile<OB, 3>(dy, dy_plane, x, len, part, o_stride);
+  else if (TB == 2) wgrad_tile<OB, 2>(dy, dy_plane, x, len, part, o_stride);
+  else wgrad_tile<OB, 1>(dy, dy_plane, x, len, part, o_stride);
 }
 
 // dw += the weight gradient of a stride-1 convolution (see above).
 void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2dShape& s) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW;
-  const int64_t OWp = (s.OW + kL - 1) / kL * kL;  // output rows in whole vectors
-  const int64_t Hp = s.H + 2 * s.padding, Wp = OWp + s.KW - 1;  // >= W + 2*padding
-  // dyp: dy with rows of OWp floats (dy itself when OW = OWp, as in every ResNet layer).
-  std::vector<float> dy_padded;
-  const float* dyp = dy;
-  if (OWp != s.OW) {
-    dy_padded.assign(static_cast<size_t>(s.N * s.OC * s.OH * OWp), 0.0f);
-    for (int64_t r = 0; r < s.N * s.OC * s.OH; ++r) std::copy_n(dy + r * s.OW, s.OW, dy_padded.data() + r * OWp);
-    dyp = dy_padded.data();
-  }
-
+  const int64_t Wr = s.W + 2 * s.padding;                // = OW + KW - 1 at stride 1
+  const int64_t len = (s.OH * Wr + kL - 1) / kL * kL;    // a plane of dyr, in whole vectors
+  const int64_t x_floats = len + (s.KH - 1) * Wr + s.KW;  // the furthest any tap reads
   constexpr int64_t OB = kWgradOB;
   const int64_t blocks = (OCG + OB - 1) / OB, tasks = s.groups * blocks;
-#pragma omp parallel for schedule(static)
-  for (int64_t task = 0; task < tasks; ++task) {
-    const int64_t g = task / blocks, oc0 = task % blocks * OB, ob = std::min(OB, OCG - oc0);
-    // part[(o*CG + c)*KK + tap][lane]: this block's sums, lane by lane until the end.
-    std::vector<float> part(static_cast<size_t>(ob * CG * KK * kL), 0.0f);
-    // One plane of x with its zero padding, (Hp, Wp), rewritten for every (image, channel): in
-    // L1, and cheap next to the 9 × ob multiply-adds per pixel it feeds. Its border stays zero.
-    static thread_local std::vector<float> xplane;
-    xplane.assign(static_cast<size_t>(Hp * Wp), 0.0f);
+  const int64_t block_floats = OB * CG * KK * kL;  // one block's sums, lane by lane
+  const int64_t o_stride = CG * KK * kL;
+#pragma omp parallel
+  {
+    const int64_t T = omp_get_num_threads(), th = omp_get_thread_num();
+    const int64_t task0 = tasks * th / T, task1 = tasks * (th + 1) / T;
+    // part[(task - task0)*block_floats + ((o*CG + c)*KK + tap)*kL + lane]
+    std::vector<float> part(static_cast<size_t>((task1 - task0) * block_floats), 0.0f);
+    // The planes of dyr of this thread's output channels (whole blocks: a partial last block's
+    // missing channels stay zero) and one padded plane of x, rewritten per image and channel
+    // (borders and tails stay zero). Aligned, so that dy's loads are.
+    static thread_local ScratchBuffer dyr_buf, x_buf;
+    float* dyr = dyr_buf.get((task1 - task0) * OB * len);
+    float* xp = x_buf.get(x_floats);
+    std::fill_n(dyr, (task1 - task0) * OB * len, 0.0f);
+    std::fill_n(xp, x_floats, 0.0f);
     for (int64_t n = 0; n < s.N; ++n)
-      for (int64_t c = 0; c < CG; ++c) {
-        const float* xsrc = x + (n * s.C + g * CG + c) * s.H * s.W;
-        for (int64_t h = 0; h < s.H; ++h)
-          std::copy_n(xsrc + h * s.W, s.W, xplane.data() + (h + s.padding) * Wp + s.padding);
-        const float* xc = xplane.data();
-        const float* d = dyp + (n * s.OC + g * OCG + oc0) * s.OH * OWp;
-        for (int64_t kh = 0; kh < s.KH; ++kh)
-          for (int64_t kw = 0; kw < s.KW; kw += 3) {
-            const int64_t TB = std::min<int64_t>(3, s.KW - kw);
-            float* pp = part.data() + (c * KK + kh * s.KW + kw) * kL;
-            const int64_t o_stride = CG * KK * kL;
-            const float* xk = xc + kh * Wp + kw;
-            if (ob == OB) wgrad_taps<kWgradOB>(TB, d, s.OH * OWp, OWp, xk, Wp, s.OH, OWp, pp, o_stride);
-            else
-              for (int64_t o = 0; o < ob; ++o)
-                wgrad_taps<1>(TB, d + o * s.OH * OWp, 0, OWp, xk, Wp, s.OH, OWp, pp + o * o_stride, o_stride);
+      for (int64_t first = task0; first < task1;) {  // the tasks of one group at a time
+        const int64_t g = first / blocks, last = std::min(task1, (g + 1) * blocks);
+        for (int64_t task = first; task < last; ++task) {
+          const int64_t oc0 = task % blocks * OB, ob = std::min(OB, OCG - oc0);
+          for (int64_t o = 0; o < ob; ++o)
+            for (int64_t oh = 0; oh < s.OH; ++oh)
+              std::copy_n(dy + ((n * s.OC + g * OCG + oc0 + o) * s.OH + oh) * s.OW, s.OW,
+                          dyr + ((task - task0) * OB + o) * len + oh * Wr);
+        }
+        for (int64_t c = 0; c < CG; ++c) {
+          const float* xsrc = x + (n * s.C + g * CG + c) * s.H * s.W;
+          for (int64_t h = 0; h < s.H; ++h) std::copy_n(xsrc + h * s.W, s.W, xp + (h + s.padding) * Wr + s.padding);
+          for (int64_t task = first; task < last; ++task) {
+            const float* d = dyr + (task - task0) * OB * len;
+            float* pblock = part.data() + (task - task0) * block_floats + c * KK * kL;
+            for (int64_t kh = 0; kh < s.KH; ++kh)
+              for (int64_t kw = 0; kw < s.KW; kw += 3)
+                wgrad_taps<kWgradOB>(std::min<int64_t>(3, s.KW - kw), d, len, xp + kh * Wr + kw, len,
+                                     pblock + (kh * s.KW + kw) * kL, o_stride);
           }
+        }
+        first = last;
       }
-    for (int64_t o = 0; o < ob; ++o)
-      for (int64_t i = 0; i < CG * KK; ++i) {
-        const float* lanes = part.data() + (o * CG * KK + i) * kL;
-        float sum = 0;
-        for (int64_t l = 0; l < kL; ++l) sum += lanes[l];
-        dw[(g * OCG + oc0 + o) * CG * KK + i] += sum;
-      }
+    for (int64_t task = task0; task < task1; ++task) {
+      const int64_t g = task / blocks, oc0 = task % blocks * OB, ob = std::min(OB, OCG - oc0);
+      const float* pblock = part.data() + (task - task0) * block_floats;
+      for (int64_t o = 0; o < ob; ++o)
+        for (int64_t i = 0; i < CG * KK; ++i) {
+          const float* lanes = pblock + (o * CG * KK + i) * kL;
+          float sum = 0;
+          for (int64_t l = 0; l < kL; ++l) sum += lanes[l];
+          dw[(g * OCG + oc0 + o) * CG * KK + i] += sum;
+        }
+    }
   }
 }
 #else
@@ -443,6 +467,11 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
   }
 }
 
+bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s) {
+  return kDirectWgrad && s.stride == 1 && s.OW >= std::max<int64_t>(kL, kGemmNR) && !conv2d_is_pointwise(s) &&
+         (s.C / s.groups) * (s.OC / s.groups) <= 128 * 128;
+}
+
 void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK;
@@ -464,12 +493,12 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
     conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/true);
   }
   // dw, one of three ways:
-  // - directly when the stride is 1, output rows are long enough to amortize the loop (at
-  //   least NR pixels, measured as above) and the layer is narrow: the direct kernel is bound
-  //   by loads, while a product of OCG rows runs near full speed once there are enough rows for
-  //   the micro-kernel's tiles. Measured, dx + dw on 2 threads: 16 → 16 channels, 32×32, 18.3 ms
-  //   direct vs 21.8 ms im2col; 32 → 32, 16×16, a tie; 64 → 64, 32×32, 273 vs 235 ms; 128 → 128,
-  //   16×16, 252 vs 216 ms.
+  // - directly (conv2d_implicit_wgrad_is_direct) when the stride is 1, output rows have at
+  //   least NR pixels and there are at most 128 × 128 channels per group: its per-thread sums
+  //   (4 × C·KH·KW vectors per block of output channels) outgrow the caches beyond. Measured,
+  //   dw alone on 2 threads (edl_bench layers/conv2d, medians of 2-3 rounds): ResNet-18's
+  //   64 → 64 on 32×32 70.6 ms against im2col's 140, its 128 → 128 on 16×16 88 against the
+  //   batch GEMM's 181 (below); on 256 → 256 the GEMM wins (8×8 maps: 110 against 226).
   // - as one implicit GEMM over the batch (conv2d_wgrad_gemm) for wide layers, at least 128
   //   output channels and 1024 taps per group (not 1×1: not measured), where each packed value
   //   of the image feeds enough multiply-adds to hide the packing. dx + dw on 2 threads, medians of 4–5 rounds
@@ -480,8 +509,7 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
   //   taps) 159 → 198 ms.
   // - otherwise im2col's product dy·colᵀ (with dx's product from the same gathered dy when
   //   dx goes that way too; 1×1 convolutions are a plain GEMM there already).
-  const bool dw_direct = dw && kDirectWgrad && s.stride == 1 && s.OW >= std::max<int64_t>(kL, kGemmNR) &&
-                         !conv2d_is_pointwise(s) && CG * OCG <= 32 * 32;
+  const bool dw_direct = dw && conv2d_implicit_wgrad_is_direct(s);
   const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024 && KK > 1;
   if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
   if (dw_gemm) conv2d_wgrad_gemm(x, dy, dw, s);

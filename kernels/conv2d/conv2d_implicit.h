@@ -35,10 +35,10 @@
 // channels) and flipped (kh → KH-1-kh), padded by KH-1-padding — so it runs through the same
 // kernel and needs no
 // col2im either; other data gradients use conv2d_im2col.h. The weight gradient has a direct
-// kernel (conv2d_implicit.cpp: sums along rows of dy and of the padded image, vectorized along
-// the row) for stride 1, output rows of at least NR pixels, narrow layers (up to 32 × 32
-// channels per group) and kernels other than 1×1 without padding; wide layers (128 output
-// channels and 1024 taps per group and up) take it as one implicit GEMM over the whole batch,
+// kernel (conv2d_implicit.cpp: sums down the planes of dy and of the padded image, each read
+// as one long row and vectorized along it) for stride 1, output rows of at least NR pixels, up
+// to 128 × 128 channels per group and kernels other than 1×1 without padding; other wide
+// layers (128 output channels and 1024 taps per group and up) take it as one implicit GEMM over the whole batch,
 // dw += dy · colᵀ, the driver's panels packed straight from dy and x (WgradPacker); the rest
 // (narrow rows, middle widths, 1×1) use conv2d_im2col.h. (Each choice measured: see
 // conv2d_backward_implicit.)
@@ -59,6 +59,11 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
 inline void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
   conv2d_forward_implicit(x, w, b, y, s, false);
 }
+
+// Whether conv2d_backward_implicit sums the weight gradient with its direct kernel (stride 1,
+// output rows of at least NR pixels, up to 128 × 128 channels per group, not 1×1 without
+// padding) rather than a GEMM: dispatch's rules ask.
+bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s);
 
 // Accumulates (+=) into dx, dw and db; null outputs are skipped.
 void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
