@@ -95,10 +95,10 @@ TEST_CASE("autograd: a long chain does not overflow the stack", "[autograd]") {
 }
 
 TEST_CASE("autograd: each gradient from the variant dispatch chose for it (conv2d)", "[autograd]") {
-  // 16 → 16 channels on 8×8 maps: implicit computes the forward and dx, winograd4 dw and the
+  // 16 → 16 channels on 7×7 maps: implicit computes the forward and dx, winograd4 dw and the
   // bias's gradient (conv2d.cpp's rules); the backward runs each variant once, for its own
   // gradients only. The gradients match the reference's.
-  const Sample sample{"16->16 8x8", {{{2, 16, 8, 8}}, {{16, 16, 3, 3}}, {{16}}}, {{"padding", 1}}, false};
+  const Sample sample{"16->16 7x7", {{{2, 16, 7, 7}}, {{16, 16, 3, 3}}, {{16}}}, {{"padding", 1}}, false};
   const Tensors in = make_inputs(sample, 7);
   Tensors grads[2];
   for (int run = 0; run < 2; ++run) {

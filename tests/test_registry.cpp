@@ -5,7 +5,10 @@
 #include <cmath>
 #include <set>
 
+#include <xsimd/xsimd.hpp>  // XSIMD_NO_SUPPORTED_ARCHITECTURE: a build without SIMD
+
 #include "engine/ops.h"
+#include "kernels/conv2d/conv2d_implicit.h"
 
 using namespace edl;
 
@@ -79,23 +82,29 @@ TEST_CASE("registry: dispatch picks the first automatic variant that supports th
   CHECK(choose_variant(conv, thin_map, {{"padding", 1}}).name == "winograd");
   // Per pass (Pass{-1} forward, {0} dx, {1} dw, {2} the bias's gradient, which comes with
   // dw's): the weight gradient takes winograd4 from 16 channels where implicit's would be a GEMM
-  // (rows of 8 pixels), and from 24 like the other passes where implicit's direct kernel takes
-  // it (ResNet-20's 16-channel layers, rows of 32).
+  // (rows of 7 pixels, fewer than any SIMD width's NR), and from 24 like the other passes where
+  // implicit's direct kernel takes it (ResNet-20's 16-channel layers, rows of 32; a build
+  // without SIMD has no direct kernel and keeps winograd4 there).
   const Pass fwd{-1}, grad_x{0}, grad_w{1}, grad_b{2};
   Tensors r20{Tensor::ones({1, 16, 32, 32}), Tensor::ones({16, 16, 3, 3})};
+  const Conv2dShape r20_shape{1, 16, 32, 32, 16, 3, 3, 1, 1, 1, 32, 32};
+#if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+  CHECK(conv2d_implicit_wgrad_is_direct(r20_shape));
+#endif
+  const std::string r20_dw = conv2d_implicit_wgrad_is_direct(r20_shape) ? "implicit" : "winograd4";
   CHECK(choose_variant(conv, r20, {{"padding", 1}}, fwd).name == "implicit");
   CHECK(choose_variant(conv, r20, {{"padding", 1}}, grad_x).name == "implicit");
-  CHECK(choose_variant(conv, r20, {{"padding", 1}}, grad_w).name == "implicit");
-  CHECK(choose_variant(conv, r20, {{"padding", 1}}, grad_b).name == "implicit");
-  Tensors r20_8x8{Tensor::ones({1, 16, 8, 8}), Tensor::ones({16, 16, 3, 3})};
-  CHECK(choose_variant(conv, r20_8x8, {{"padding", 1}}, grad_x).name == "implicit");
-  CHECK(choose_variant(conv, r20_8x8, {{"padding", 1}}, grad_w).name == "winograd4");
-  CHECK(choose_variant(conv, r20_8x8, {{"padding", 1}}, grad_b).name == "winograd4");
-  Tensors r20_in{Tensor::ones({1, 15, 8, 8}), Tensor::ones({16, 15, 3, 3})};
+  CHECK(choose_variant(conv, r20, {{"padding", 1}}, grad_w).name == r20_dw);
+  CHECK(choose_variant(conv, r20, {{"padding", 1}}, grad_b).name == r20_dw);
+  Tensors r20_7x7{Tensor::ones({1, 16, 7, 7}), Tensor::ones({16, 16, 3, 3})};
+  CHECK(choose_variant(conv, r20_7x7, {{"padding", 1}}, grad_x).name == "implicit");
+  CHECK(choose_variant(conv, r20_7x7, {{"padding", 1}}, grad_w).name == "winograd4");
+  CHECK(choose_variant(conv, r20_7x7, {{"padding", 1}}, grad_b).name == "winograd4");
+  Tensors r20_in{Tensor::ones({1, 15, 7, 7}), Tensor::ones({16, 15, 3, 3})};
   CHECK(choose_variant(conv, r20_in, {{"padding", 1}}, grad_w).name == "implicit");
   Tensors r20_wide{Tensor::ones({1, 24, 32, 32}), Tensor::ones({24, 24, 3, 3})};
   CHECK(choose_variant(conv, r20_wide, {{"padding", 1}}, grad_w).name == "winograd4");
-  Tensors to24{Tensor::ones({1, 16, 9, 9}), Tensor::ones({24, 16, 3, 3})};
+  Tensors to24{Tensor::ones({1, 16, 7, 7}), Tensor::ones({24, 16, 3, 3})};
   CHECK(choose_variant(conv, to24, {{"padding", 1}}, grad_x).name == "implicit");
   CHECK(choose_variant(conv, to24, {{"padding", 1}}, grad_w).name == "winograd4");
   Tensors multiplier{Tensor::ones({1, 4, 5, 5}), Tensor::ones({8, 1, 3, 3})};
