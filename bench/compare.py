@@ -89,7 +89,8 @@ def main():
     for b in a.binaries[1:]:
         missing = sorted(set(entries) - set(list_entries(b, a.filter, env)))
         if missing:
-            sys.exit(f"compare: {b} has no entry {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            sys.exit(f"compare: {b} has no entry {missing[0]}{more}")
 
     # Labels: the file names, or the whole paths where two binaries share a file name.
     base_names = [os.path.basename(b) for b in a.binaries]

@@ -213,8 +213,8 @@ OpDef make_conv2d() {
   //     against implicit's 80 / 83 / 110; airbench's 24 → 64 on 31×31 20 / 21 / 24 against
   //     30 / 33 / 39, its 256 → 256 on 7×7 39 / 43 / 46 against 71 / 73 / 82 (F(2×2): 43 /
   //     44 / 52); ResNet-20's 32 → 32 on 16×16 5.3 / 5.6 / 6.6 against 5.6 / 6.1 / 15.8 (dw
-  //     since implicit's direct kernel was rewritten: a tie, 6.7 against 6.7). With
-  //     16 channels the transforms cost about what the products save: ResNet-20's 16 → 16 on
+  //     since implicit's direct kernel was rewritten: a tie, 6.7 against 6.7). With 16
+  //     channels the transforms cost about what the products save: ResNet-20's 16 → 16 on
   //     32×32 6.4 / 7.0 against 6.1 / 6.5, and in dw 8.3 against implicit's direct kernel's
   //     6.5 (1 thread 14.5 against 10.3; medians of 5 rounds). On 4×4 and 3×3 maps most of a
   //     4×4 tile is edge.
@@ -223,10 +223,10 @@ OpDef make_conv2d() {
   //     256 → 256: 16 / 19 / 17 against 17 / 16 / 17), left to implicit.
   // (dx is the convolution of dy from OC to C channels, conv2d_winograd.cpp: the rules below ask
   // for as many channels on both sides, so they read the same for it.) So: winograd4 on maps
-  // of 7×7 and up from 24 channels in and out, and for dw from 16 where implicit would take it
-  // to im2col (conv2d_implicit_wgrad_is_direct is false: rows under NR pixels, say); winograd for 64 → 64
-  // channels and more on maps of 4×4 and up (below 7×7, in effect); implicit elsewhere. The
-  // bias's gradient comes with dw's.
+  // of 7×7 and up from 24 channels in and out, and for dw from 16 where implicit's weight
+  // gradient would be a GEMM (conv2d_implicit_wgrad_is_direct false: rows under NR pixels, say);
+  // winograd for 64 → 64 channels and more on maps of 4×4 and up (below 7×7, in effect);
+  // implicit elsewhere. The bias's gradient comes with dw's.
   winograd.chosen_when = [](const Tensors& in, const Attrs& a, Pass) {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.C >= 64 && s.OC >= 64 && s.H >= 4 && s.W >= 4;

@@ -38,10 +38,10 @@
 // kernel (conv2d_implicit.cpp: sums down the planes of dy and of the padded image, each read
 // as one long row and vectorized along it) for stride 1, output rows of at least NR pixels, up
 // to 128 × 128 channels per group and kernels other than 1×1 without padding; other wide
-// layers (128 output channels and 1024 taps per group and up) take it as one implicit GEMM over the whole batch,
-// dw += dy · colᵀ, the driver's panels packed straight from dy and x (WgradPacker); the rest
-// (narrow rows, middle widths, 1×1) use conv2d_im2col.h. (Each choice measured: see
-// conv2d_backward_implicit.)
+// layers (128 output channels and 1024 taps per group and up) take it as one implicit GEMM
+// over the whole batch, dw += dy · colᵀ, the driver's panels packed straight from dy and x
+// (WgradPacker); the rest (narrow rows, strides, 1×1) use conv2d_im2col.h. (Each choice
+// measured: see conv2d_backward_implicit.)
 //
 // Every output element is summed by one task in a fixed order: results are bitwise identical
 // for any number of threads.
