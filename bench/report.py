@@ -4,7 +4,8 @@
 Writes, into bench/results/ (git-ignored):
   edl_bench.json   the raw Google Benchmark output
   report.md        machine, measured peak, one table per group (square GEMM, im2col GEMM,
-                   conv layers forward, dx and dw) with GFLOP/s, % of peak and ratios
+                   conv layers forward, dx and dw) with GFLOP/s, % of peak and ratios, and
+                   each conv layer's training step (the three passes by dispatch's variants)
   *.svg            one bar chart per group and thread count, referenced from report.md
 
   python3 bench/report.py                          run build/bench/edl_bench, write the report
@@ -493,6 +494,47 @@ def section_summary(r):
     return lines if any_row else []
 
 
+def section_training_step(r):
+    """Per conv layer, what one training step of it costs: the forward, dx and dw, each by the
+    variant dispatch picks for that pass (the ★ rows above), added up."""
+    shapes = r.shapes.get("layers/forward", [])
+    if not shapes:
+        return []
+    lines = ["## Conv layers, one training step (forward + dx + dw, batch 128)", "",
+             "Each pass by the variant edl picks for it (★ in the three tables above): the time a "
+             "training step spends in the layer, and its work (three direct-convolution FLOP counts) "
+             "per second. A network's first layer needs no dx in training; it is included all the same.",
+             ""]
+    head, sep = "| layer | variants (forward / dx / dw) |", "|---|---|"
+    for t in r.threads:
+        th = f"{t} thread" + ("s" if t > 1 else "")
+        head += f" ms, {th} | GFLOP/s | % peak |"
+        sep += "---:|---:|---:|"
+    lines += [head, sep]
+    any_row = False
+    for s in shapes:
+        names, cells = None, ""
+        for t in r.threads:
+            chosen = []
+            for p in ("forward", "dx", "dw"):
+                key = "layers/" + p
+                hit = [e for i in r.impls.get(key, []) for e in [r.by_key.get((key, s, i, t))]
+                       if e and e["chosen"] and not e["error"] and e["gflops"]]
+                chosen.append(hit[0] if hit else None)
+            if None in chosen:
+                cells += " — | — | — |"
+                continue
+            ms = sum(e["ms"] for e in chosen)
+            gflop = sum(e["gflops"] * e["ms"] / 1e3 for e in chosen)  # GFLOP/s × s
+            rate = gflop / (ms / 1e3)
+            p = r.peak_at(t)
+            cells += f" {ms:.2f} | {fmt_gflops(rate)} | {f'{100 * rate / p:.0f} %' if p else '—'} |"
+            names = names or " / ".join(e["impl"].removeprefix("conv2d.") for e in chosen)
+            any_row = True
+        lines.append(f"| {s} | {names or '—'} |{cells}")
+    return lines + [""] if any_row else []
+
+
 def section_other(r):
     other = [e for e in r.entries if e["group"] == "other"]
     if not other:
@@ -519,6 +561,7 @@ def write_report(data, out_dir, meta):
     charts = []
     for key, title, what in GROUPS:
         lines += section_group(r, key, title, what, out_dir, charts)
+    lines += section_training_step(r)
     lines += section_other(r)
     report = out_dir / "report.md"
     report.write_text("\n".join(lines).rstrip() + "\n")
