@@ -4,9 +4,9 @@
 //   for jc in N step NC            5th loop: a panel of B that fits the L3 cache
 //     for pc in K step KC          4th loop: its KC rows are packed once into Bp
 //       for ic in M step MC        3rd loop: a block of A that fits the L2 cache, packed into Ap  <- threads
-//                                  (and the 2nd loop's panels too when there are few blocks;
-//                                  with a single block of A, threads split N instead, each
-//                                  running all five loops on its own columns)
+//                                  (and the 2nd loop's panels too when there are few blocks);
+//                                  with enough columns, threads split N instead, each running
+//                                  all five loops on its own columns
 //         for jr in NC step NR     2nd loop: one micro-panel of Bp (stays in L1)
 //           for ir in MC step MR   1st loop: one micro-panel of Ap
 //             micro-kernel: C[ir:ir+MR, jr:jr+NR] += Ap[ir] · Bp[jr] over KC
@@ -36,6 +36,9 @@ constexpr int64_t MC = kGemmMR * 20;
 constexpr int64_t NC = 4096;
 // Products below this many flops (a 128³ GEMM is 4.2 M) run on one thread.
 constexpr double kParallelFlops = 4e6;
+// Products of several blocks of A with at least this many panels of B (NR columns each) per
+// thread: each thread takes its own columns (see gemm_f32_packed).
+constexpr int64_t kOwnColumnsPanels = 32;
 
 // Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows (see gemm_pack_a in gemm.h).
 void pack_a(MatrixView A, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float* ap) {
@@ -156,16 +159,28 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   const int64_t mcb = ((M + m_blocks - 1) / m_blocks + kGemmMR - 1) / kGemmMR * kGemmMR;
   const int64_t all_panels = (N + kGemmNR - 1) / kGemmNR;
 
-  // Few rows, many columns and a short depth (one block of A, blocks of B of under ~25 MFLOP:
-  // the im2col products of ResNet-20's first layers): each thread takes its own range of
-  // columns and runs the loops on it alone, packing its own panels of B — no barrier. Shared
-  // panels cost two barriers per KC×NC block of B, and with tens of microseconds of work per
-  // block the waits were most of the time: 2 threads ran slower than 1. Measured on 2 threads
-  // (4 alternating rounds, medians): M=16 K=27 21.3 → 47.9 GFLOP/s, M=64 K=27 38.6 → 48.4,
-  // M=16 K=144 40.5 → 47.6; on deeper products (M=32 K=288, M=64 K=576) no gain above the
-  // noise, so they keep the shared panels.
+  // Each thread on its own columns: it takes a contiguous range of B's panels and runs all the
+  // loops on it alone, packing its own panels of B and every block of A — no barrier, and equal
+  // shares whatever M is. Shared panels cost two barriers per KC×NC block of B, and their
+  // tasks (blocks of A × slices of B) split unevenly when M is not a multiple of the blocks
+  // (M = 128: blocks of 66 and 62 rows). The price is packing A once per thread instead of
+  // once, which pays while each thread's columns are many (at least kOwnColumnsPanels panels)
+  // and is why products with few columns keep the shared panels.
+  // - One block of A, many columns, a short depth (blocks of B of under ~25 MFLOP: the im2col
+  //   products of ResNet-20's first layers): with tens of microseconds of work per block the
+  //   barriers were most of the time, and 2 threads ran slower than 1. Measured on 2 threads
+  //   (4 alternating rounds, medians): M=16 K=27 21.3 → 47.9 GFLOP/s, M=64 K=27 38.6 → 48.4,
+  //   M=16 K=144 40.5 → 47.6; on deeper products (M=32 K=288, M=64 K=576) no gain above the
+  //   noise, so they keep the shared panels.
+  // - Several blocks of A: 2 threads, bench/compare.py against the shared panels, 5 rounds,
+  //   medians, with oneDNN's entries of the same binaries as the control (0.98–1.00×, within
+  //   noise): 1024³ 18.3 → 16.6 ms, 2048³ 148.8 → 129.1, ResNet-18's M=512 K=2304 N=2048
+  //   42.9 → 37.8 (1.10×, 1.15×, 1.14×; a shared machine, where a thread held up at a barrier
+  //   holds up both). An earlier 7-round run: M=128 K=1152 N=32768 141.8 → 114.2.
   const double block_flops = 2.0 * static_cast<double>(M) * static_cast<double>(std::min(K, KC) * std::min(N, NC));
-  if (parallel && m_blocks == 1 && all_panels >= 4 * threads && block_flops < 2.5e7) {
+  const bool own_columns = m_blocks == 1 ? all_panels >= 4 * threads && block_flops < 2.5e7
+                                         : all_panels >= kOwnColumnsPanels * threads;
+  if (parallel && own_columns) {
     float* bp_all = scratch_b.get(kBpFloats * threads);
 #pragma omp parallel num_threads(threads)
     {
@@ -179,16 +194,19 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
           const int64_t kc = std::min(KC, K - pc);
           const bool accumulate = pc > 0 || ep.accumulate, last = pc + kc == K;
           packer.pack_b(pc, jc, kc, nc, bp, 0, n_panels);
-          packer.pack_a(0, pc, M, kc, ap);
-          for (int64_t jr = 0; jr < nc; jr += kGemmNR) {
-            const int64_t nr = std::min<int64_t>(kGemmNR, nc - jr);
-            const float* b_panel = bp + jr * kc;
-            for (int64_t ir = 0; ir < M; ir += kGemmMR) {
-              const int64_t mr = std::min<int64_t>(kGemmMR, M - ir);
-              float* c = C + ir * ldc + jc + jr;
-              gemm_tile_rows<true>(kc, ap + ir * kc, [b_panel](int64_t k) { return b_panel + k * kGemmNR; }, c, ldc,
-                                   mr, nr, accumulate);
-              if (last) apply_epilogue(ep, c, ldc, ir, jc + jr, mr, nr);
+          for (int64_t ic = 0; ic < M; ic += mcb) {
+            const int64_t mc = std::min(mcb, M - ic);
+            packer.pack_a(ic, pc, mc, kc, ap);
+            for (int64_t jr = 0; jr < nc; jr += kGemmNR) {
+              const int64_t nr = std::min<int64_t>(kGemmNR, nc - jr);
+              const float* b_panel = bp + jr * kc;
+              for (int64_t ir = 0; ir < mc; ir += kGemmMR) {
+                const int64_t mr = std::min<int64_t>(kGemmMR, mc - ir);
+                float* c = C + (ic + ir) * ldc + jc + jr;
+                gemm_tile_rows<true>(kc, ap + ir * kc, [b_panel](int64_t k) { return b_panel + k * kGemmNR; }, c,
+                                     ldc, mr, nr, accumulate);
+                if (last) apply_epilogue(ep, c, ldc, ic + ir, jc + jr, mr, nr);
+              }
             }
           }
         }
