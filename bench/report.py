@@ -511,25 +511,27 @@ def section_training_step(r):
         head += f" ms, {th} | GFLOP/s | % peak |"
         sep += "---:|---:|---:|"
     lines += [head, sep]
+    def chosen(key, shape, t):  # the ★ entry of one pass, if it ran
+        for i in r.impls.get(key, []):
+            e = r.by_key.get((key, shape, i, t))
+            if e and e["chosen"] and not e["error"] and e["gflops"]:
+                return e
+        return None
+
     any_row = False
     for s in shapes:
         names, cells = None, ""
         for t in r.threads:
-            chosen = []
-            for p in ("forward", "dx", "dw"):
-                key = "layers/" + p
-                hit = [e for i in r.impls.get(key, []) for e in [r.by_key.get((key, s, i, t))]
-                       if e and e["chosen"] and not e["error"] and e["gflops"]]
-                chosen.append(hit[0] if hit else None)
-            if None in chosen:
+            passes = [chosen("layers/" + p, s, t) for p in ("forward", "dx", "dw")]
+            if None in passes:
                 cells += " — | — | — |"
                 continue
-            ms = sum(e["ms"] for e in chosen)
-            gflop = sum(e["gflops"] * e["ms"] / 1e3 for e in chosen)  # GFLOP/s × s
+            ms = sum(e["ms"] for e in passes)
+            gflop = sum(e["gflops"] * e["ms"] / 1e3 for e in passes)  # GFLOP/s × s
             rate = gflop / (ms / 1e3)
-            p = r.peak_at(t)
-            cells += f" {ms:.2f} | {fmt_gflops(rate)} | {f'{100 * rate / p:.0f} %' if p else '—'} |"
-            names = names or " / ".join(e["impl"].removeprefix("conv2d.") for e in chosen)
+            peak = r.peak_at(t)
+            cells += f" {ms:.2f} | {fmt_gflops(rate)} | {f'{100 * rate / peak:.0f} %' if peak else '—'} |"
+            names = names or " / ".join(e["impl"].split(".", 1)[-1] for e in passes)  # conv2d.implicit -> implicit
             any_row = True
         lines.append(f"| {s} | {names or '—'} |{cells}")
     return lines + [""] if any_row else []
