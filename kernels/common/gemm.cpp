@@ -166,19 +166,20 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   // (M = 128: blocks of 66 and 62 rows). The price is packing A once per thread instead of
   // once, which pays while each thread's columns are many (at least kOwnColumnsPanels panels)
   // and is why products with few columns keep the shared panels.
-  // - One block of A, many columns, a short depth (blocks of B of under ~25 MFLOP: the im2col
+  // - One block of A, many columns, a short depth (blocks of B of under 50 MFLOP: the im2col
   //   products of ResNet-20's first layers): with tens of microseconds of work per block the
   //   barriers were most of the time, and 2 threads ran slower than 1. Measured on 2 threads
   //   (4 alternating rounds, medians): M=16 K=27 21.3 → 47.9 GFLOP/s, M=64 K=27 38.6 → 48.4,
-  //   M=16 K=144 40.5 → 47.6; on deeper products (M=32 K=288, M=64 K=576) no gain above the
-  //   noise, so they keep the shared panels.
+  //   M=16 K=144 40.5 → 47.6; M=32 K=144 (blocks of 38 MFLOP) 5.61 → 4.28 ms (bench/compare.py,
+  //   7 rounds, oneDNN's entries as the control: 0.91×, within noise). Deeper products (M=32
+  //   K=288: 10.7 → 10.4 ms in the same run, within noise; M=64 K=576) keep the shared panels.
   // - Several blocks of A: 2 threads, bench/compare.py against the shared panels, 5 rounds,
   //   medians, with oneDNN's entries of the same binaries as the control (0.98–1.00×, within
   //   noise): 1024³ 18.3 → 16.6 ms, 2048³ 148.8 → 129.1, ResNet-18's M=512 K=2304 N=2048
   //   42.9 → 37.8 (1.10×, 1.15×, 1.14×; a shared machine, where a thread held up at a barrier
   //   holds up both). An earlier 7-round run: M=128 K=1152 N=32768 141.8 → 114.2.
   const double block_flops = 2.0 * static_cast<double>(M) * static_cast<double>(std::min(K, KC) * std::min(N, NC));
-  const bool own_columns = m_blocks == 1 ? all_panels >= 4 * threads && block_flops < 2.5e7
+  const bool own_columns = m_blocks == 1 ? all_panels >= 4 * threads && block_flops < 5e7
                                          : all_panels >= kOwnColumnsPanels * threads;
   if (parallel && own_columns) {
     float* bp_all = scratch_b.get(kBpFloats * threads);
