@@ -283,16 +283,16 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
     const TrainCheckpoint saved = split_train_checkpoint(load_safetensors(last_path, &meta));
     EDL_CHECK(meta.count("step") && meta.count("config"), "--resume: {} has no training position (not written by edl train)",
               last_path);
-    const nlohmann::json was = nlohmann::json::parse(meta["config"]);
+    const nlohmann::json was = nlohmann::json::parse(meta["config"]), now = config_json(c);
+    // Runs written before a key existed ran without it: its value then was the default.
+    const nlohmann::json defaults_of_old_runs = {{"lookahead", false}, {"freeze_stem_bias", -1.0}};
     for (const char* key :
          {"model", "dataset", "batch_size", "epochs", "subset", "seed", "optimizer", "augment", "schedule", "lookahead",
           "freeze_stem_bias"})
     {
-      // Runs written before a key existed ran without it: its value then was the default.
-      static const nlohmann::json kBefore = {{"lookahead", false}, {"freeze_stem_bias", -1.0}};
-      const nlohmann::json before = was.contains(key) ? was[key] : kBefore.value(key, nlohmann::json());
-      EDL_CHECK(before == config_json(c)[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key,
-                before.dump(), config_json(c)[key].dump());
+      const nlohmann::json before = was.contains(key) ? was[key] : defaults_of_old_runs.value(key, nlohmann::json());
+      EDL_CHECK(before == now[key], "--resume: the run in {} used {}={}, this command says {}", c.out, key, before.dump(),
+                now[key].dump());
     }
     model->load_state_dict(saved.model);
     opt->load_state(saved.optimizer);

@@ -251,12 +251,12 @@ void wgrad_tile(const float* dy, int64_t dy_plane, const float* x, int64_t len, 
     }
 }
 
-template <int OB>
+// The tile for TB = 1, 2 or 3 taps (the last taps of a row of the kernel may be fewer than 3).
 void wgrad_taps(int64_t TB, const float* dy, int64_t dy_plane, const float* x, int64_t len, float* part,
                 int64_t o_stride) {
-  if (TB == 3) wgrad_tile<OB, 3>(dy, dy_plane, x, len, part, o_stride);
-  else if (TB == 2) wgrad_tile<OB, 2>(dy, dy_plane, x, len, part, o_stride);
-  else wgrad_tile<OB, 1>(dy, dy_plane, x, len, part, o_stride);
+  if (TB == 3) wgrad_tile<kWgradOB, 3>(dy, dy_plane, x, len, part, o_stride);
+  else if (TB == 2) wgrad_tile<kWgradOB, 2>(dy, dy_plane, x, len, part, o_stride);
+  else wgrad_tile<kWgradOB, 1>(dy, dy_plane, x, len, part, o_stride);
 }
 
 // dw += the weight gradient of a stride-1 convolution (see above).
@@ -301,8 +301,8 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
             float* pblock = part.data() + (task - task0) * block_floats + c * KK * kL;
             for (int64_t kh = 0; kh < s.KH; ++kh)
               for (int64_t kw = 0; kw < s.KW; kw += 3)
-                wgrad_taps<kWgradOB>(std::min<int64_t>(3, s.KW - kw), d, len, xp + kh * Wr + kw, len,
-                                     pblock + (kh * s.KW + kw) * kL, o_stride);
+                wgrad_taps(std::min<int64_t>(3, s.KW - kw), d, len, xp + kh * Wr + kw, len,
+                           pblock + (kh * s.KW + kw) * kL, o_stride);
           }
         }
         first = last;
@@ -322,7 +322,6 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
 }
 #else
 constexpr bool kDirectWgrad = false;  // no SIMD type: the weight gradient stays on im2col
-constexpr int64_t kL = 1;
 void conv2d_wgrad_direct(const float*, const float*, float*, const Conv2dShape&) {}
 #endif
 
@@ -468,7 +467,7 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
 }
 
 bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s) {
-  return kDirectWgrad && s.stride == 1 && s.OW >= std::max<int64_t>(kL, kGemmNR) && !conv2d_is_pointwise(s) &&
+  return kDirectWgrad && s.stride == 1 && s.OW >= kGemmNR && !conv2d_is_pointwise(s) &&
          (s.C / s.groups) * (s.OC / s.groups) <= 128 * 128;
 }
 
