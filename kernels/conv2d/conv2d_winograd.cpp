@@ -423,7 +423,11 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   // busy), of at least 256 tiles each, so that adding the slabs' dU (α²·OC·C floats each: 4 MB
   // for 256 channels with F(2×2), 9 MB with F(4×4)) costs little next to their products
   // (α²·OC·C multiply-adds per tile).
-  const int64_t T = chunk_tiles(kXi, C, OC, 8192 * 1024), chunks = (tl.total + T - 1) / T;
+  // Chunks of equal size (whole panels), no larger than chunk_tiles allows: on ResNet-20's 8×8
+  // maps (512 tiles of 4×4, 64 channels) chunks of the largest size were 448 + 64 tiles, and of
+  // its two slabs one did 7 times the other's work (2 threads no faster than 1).
+  const int64_t largest = chunk_tiles(kXi, C, OC, 8192 * 1024), chunks = (tl.total + largest - 1) / largest;
+  const int64_t T = round_up((tl.total + chunks - 1) / chunks, kGemmNR);
   // Tiles per gather-and-transform step: d (α²·NR floats a tile) at most 24 KB, and a multiple
   // of a row of tiles where a row fits, so that the steps cut the chunk's runs of tiles (which
   // are gathered row by row: short runs cost more) no more often than the chunk's own edges do.
