@@ -34,6 +34,13 @@ namespace {
 constexpr int64_t KC = 256;
 constexpr int64_t MC = kGemmMR * 20;
 constexpr int64_t NC = 4096;
+// With one block of A (M <= MC) each packed panel of B is used once, by that block, right after
+// it is packed: blocks of B that fit the L2 cache (1 MB at KC = 256) are then read back from
+// there rather than from L3 or memory. On the machine with AVX-512 (2 MB of L2 per core; the
+// blocks of NC columns were 4 MB), 2 threads, bench/compare.py 3 rounds, medians, oneDNN's
+// entries the control (0.97–1.03×): the im2col products M=32 K=288 N=32768 7.16 → 3.79 ms, M=16
+// K=144 N=131072 9.24 → 6.14, M=64 K=576 N=8192 3.92 → 2.82, M=64 K=27 N=131072 8.92 → 4.52.
+constexpr int64_t NC_ONE_BLOCK = 1024;
 // Products below this many flops (a 128³ GEMM is 4.2 M) run on one thread.
 constexpr double kParallelFlops = 4e6;
 // Products of several blocks of A with at least this many panels of B (NR columns each) per
@@ -166,21 +173,22 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   // (M = 128: blocks of 66 and 62 rows). The price is packing A once per thread instead of
   // once, which pays while each thread's columns are many (at least kOwnColumnsPanels panels)
   // and is why products with few columns keep the shared panels.
-  // - One block of A, many columns, a short depth (blocks of B of under 50 MFLOP: the im2col
-  //   products of ResNet-20's first layers): with tens of microseconds of work per block the
-  //   barriers were most of the time, and 2 threads ran slower than 1. Measured on 2 threads
-  //   (4 alternating rounds, medians): M=16 K=27 21.3 → 47.9 GFLOP/s, M=64 K=27 38.6 → 48.4,
-  //   M=16 K=144 40.5 → 47.6; M=32 K=144 (blocks of 38 MFLOP) 5.61 → 4.28 ms (bench/compare.py,
-  //   7 rounds, oneDNN's entries as the control: 0.91×, within noise). Deeper products (M=32
-  //   K=288: 10.7 → 10.4 ms in the same run, within noise; M=64 K=576) keep the shared panels.
+  // - One block of A and at least 4 panels per thread (the im2col products of every ResNet-20
+  //   layer): with A packed once per thread and B's blocks of NC_ONE_BLOCK columns, the shared
+  //   panels' barriers came every few tens of microseconds. Measured with AVX2, blocks of 4096
+  //   columns, on 2 threads (4 alternating rounds, medians): M=16 K=27 21.3 → 47.9 GFLOP/s,
+  //   M=64 K=27 38.6 → 48.4, M=16 K=144 40.5 → 47.6, M=32 K=144 5.61 → 4.28 ms; deeper products
+  //   gained nothing then (M=32 K=288 10.7 → 10.4 ms, within noise). With AVX-512 and blocks of
+  //   1024 columns, own columns for deeper products too: against shared panels and blocks of
+  //   4096, M=128 K=576 N=32768 (one block of 128 rows) took 31.7 → 36.8 ms with shared panels
+  //   and blocks of 1024, 33.3 → 32.7 with own columns (3 rounds, in two runs).
   // - Several blocks of A: 2 threads, bench/compare.py against the shared panels, 5 rounds,
   //   medians, with oneDNN's entries of the same binaries as the control (0.98–1.00×, within
   //   noise): 1024³ 18.3 → 16.6 ms, 2048³ 148.8 → 129.1, ResNet-18's M=512 K=2304 N=2048
   //   42.9 → 37.8 (1.10×, 1.15×, 1.14×; a shared machine, where a thread held up at a barrier
   //   holds up both). An earlier 7-round run: M=128 K=1152 N=32768 141.8 → 114.2.
-  const double block_flops = 2.0 * static_cast<double>(M) * static_cast<double>(std::min(K, KC) * std::min(N, NC));
-  const bool own_columns = m_blocks == 1 ? all_panels >= 4 * threads && block_flops < 5e7
-                                         : all_panels >= kOwnColumnsPanels * threads;
+  const bool own_columns = m_blocks == 1 ? all_panels >= 4 * threads : all_panels >= kOwnColumnsPanels * threads;
+  const int64_t nc_max = m_blocks == 1 ? NC_ONE_BLOCK : NC;
   if (parallel && own_columns) {
     float* bp_all = scratch_b.get(kBpFloats * threads);
 #pragma omp parallel num_threads(threads)
@@ -189,8 +197,8 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
       float* ap = ap_all + t * MC * KC;
       float* bp = bp_all + t * kBpFloats;
       const int64_t j_end = std::min(N, all_panels * (t + 1) / T * kGemmNR);
-      for (int64_t jc = all_panels * t / T * kGemmNR; jc < j_end; jc += NC) {
-        const int64_t nc = std::min(NC, j_end - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
+      for (int64_t jc = all_panels * t / T * kGemmNR; jc < j_end; jc += nc_max) {
+        const int64_t nc = std::min(nc_max, j_end - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
         for (int64_t pc = 0; pc < K; pc += KC) {
           const int64_t kc = std::min(KC, K - pc);
           const bool accumulate = pc > 0 || ep.accumulate, last = pc + kc == K;
@@ -228,8 +236,8 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
     float* ap = ap_all + t * MC * KC;
-    for (int64_t jc = 0; jc < N; jc += NC) {
-      const int64_t nc = std::min(NC, N - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
+    for (int64_t jc = 0; jc < N; jc += nc_max) {
+      const int64_t nc = std::min(nc_max, N - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
       const int64_t slices = std::min(n_panels, std::max<int64_t>(1, (8 * T + m_blocks - 1) / m_blocks));
       const int64_t tasks = m_blocks * slices, task0 = tasks * t / T, task1 = tasks * (t + 1) / T;
       for (int64_t pc = 0; pc < K; pc += KC) {
