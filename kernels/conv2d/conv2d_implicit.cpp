@@ -216,7 +216,11 @@ void conv2d_wgrad_gemm(const float* x, const float* dy, float* dw, const Conv2dS
 constexpr bool kDirectWgrad = true;
 using WBatch = xsimd::batch<float>;
 constexpr int64_t kL = static_cast<int64_t>(WBatch::size);
+#if XSIMD_WITH_AVX512F
+constexpr int kWgradOB = 8;  // 32 registers: 24 accumulators, 3 + 1 vectors
+#else
 constexpr int kWgradOB = 4;
+#endif
 
 // Makes the compiler hold v in a register. Without it GCC 12 reads the image vectors again in
 // every FMA that uses them (it folds the load into the FMA): 16 loads for 12 FMAs instead of 7,
