@@ -19,13 +19,18 @@ void accumulate(Tensor& dst, const Tensor& src) {
   EDL_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(),
             "gradient accumulation: {} {} += {} {}", shape_str(dst.shape()), dtype_name(dst.dtype()),
             shape_str(src.shape()), dtype_name(src.dtype()));
+  // A backward may hand one buffer to several inputs (add passes dy on to both of its own): a
+  // shared gradient is summed into a new buffer, leaving the others as they were.
+  Tensor out = dst.unshared() ? dst : Tensor::empty(dst.shape(), dst.dtype());
   with_floating(dst.dtype(), "accumulate", [&](auto tag) {
     using T = decltype(tag);
-    T* d = dst.data<T>();
+    const T* d = dst.data<T>();
     const T* s = src.data<T>();
+    T* o = out.data<T>();
     const int64_t n = dst.numel();
-    for (int64_t i = 0; i < n; ++i) d[i] += s[i];
+    for (int64_t i = 0; i < n; ++i) o[i] = d[i] + s[i];
   });
+  dst = out;
 }
 
 // Nodes in an order where every node comes after all nodes that consume its output
@@ -51,7 +56,7 @@ static std::vector<std::shared_ptr<Node>> topological_order(const std::shared_pt
 
 static void add_into(Tensor& slot, const Tensor& g) {
   if (!slot.defined()) {
-    slot = g;  // first contribution: take it (backward kernels return fresh tensors)
+    slot = g;  // first contribution: take it (it may share its buffer: accumulate looks)
     return;
   }
   if (!profiling()) {
@@ -133,8 +138,11 @@ void backward(const Tensor& y, const Tensor& dy_in) {
                 shape_str(x.shape()), i);
       if (x.is_leaf()) {
         Tensor g = x.grad();
+        x.set_grad(Tensor());  // g alone holds it: summed in place where nothing else shares it
         add_into(g, g_in[i]);
-        x.set_grad(g);
+        g_in[i] = Tensor();
+        // A leaf's gradient is the user's to read and change: never a buffer shared with another.
+        x.set_grad(g.unshared() ? g : g.clone());
       } else {
         add_into(grads[x.grad_fn().get()], g_in[i]);
       }

@@ -48,7 +48,8 @@ class NoGradGuard {
 // Backpropagates from `y`; dy defaults to 1 for a one-element y.
 void backward(const Tensor& y, const Tensor& dy = Tensor());
 
-// dst += src, elementwise, same shape and floating dtype (gradient accumulation).
+// dst += src, elementwise, same shape and floating dtype (gradient accumulation): in place when
+// dst is unshared(), otherwise into a new tensor that dst then holds, the sharers unchanged.
 void accumulate(Tensor& dst, const Tensor& src);
 
 }  // namespace edl

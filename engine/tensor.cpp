@@ -279,6 +279,8 @@ bool Tensor::same_storage(const Tensor& other) const {
   return defined() && other.defined() && impl_->storage == other.impl_->storage;
 }
 
+bool Tensor::unshared() const { return defined() && impl_.use_count() == 1 && impl_->storage.use_count() == 1; }
+
 // ---- copies and conversion ------------------------------------------------------------------
 
 Tensor Tensor::clone() const {

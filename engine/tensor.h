@@ -119,6 +119,9 @@ class Tensor {
   std::string str(int64_t max_per_dim = 6) const;
 
   bool same_storage(const Tensor& other) const;
+  // No other handle, view or gradient refers to this tensor's elements: changing them in place
+  // changes nothing else.
+  bool unshared() const;
   TensorImpl* impl() const { return impl_.get(); }
 
  private:

@@ -30,6 +30,33 @@ TEST_CASE("autograd: a tensor used twice receives the sum of both gradients", "[
   CHECK(x.grad().to_vector() == std::vector<double>{2, -4, 10});
 }
 
+TEST_CASE("autograd: a gradient handed to two inputs is never changed under either", "[autograd]") {
+  // add (float32, same shapes) passes dy on to both inputs in one buffer. Here a and b also get
+  // gradients from a * b; summed into that shared buffer in place, a's would reach b's too.
+  // y = sum((a + b) * w) + sum(a * b), a = 2x, b = 3x: dy/dx = 5 w + 12 x. Both orders of the
+  // sum (the order in which the nodes' gradients arrive depends on it).
+  const Tensor w = Tensor::from({4}, {1, -1, 2, 0.5});
+  for (bool residual_first : {true, false}) {
+    Tensor x = Tensor::from({4}, {1, 2, 3, 4}).set_requires_grad();
+    Tensor a = x * 2.0, b = x * 3.0;
+    Tensor r = sum((a + b) * w), s = sum(a * b);
+    (residual_first ? r + s : s + r).backward();
+    CHECK(x.grad().to_vector() == std::vector<double>{17, 19, 46, 50.5});
+  }
+
+  // Leaves: each gets a gradient of its own, which the user may change.
+  Tensor p = Tensor::from({4}, {1, 2, 3, 4}).set_requires_grad();
+  Tensor q = Tensor::from({4}, {0, 0, 0, 0}).set_requires_grad();
+  sum((p + q) * w).backward();
+  REQUIRE_FALSE(p.grad().same_storage(q.grad()));
+  Tensor pg = p.grad();
+  pg.fill_(7);
+  CHECK(q.grad().to_vector() == std::vector<double>{1, -1, 2, 0.5});
+  sum((p + q) * w).backward();  // accumulates into each leaf's own gradient
+  CHECK(p.grad().to_vector() == std::vector<double>{8, 6, 9, 7.5});
+  CHECK(q.grad().to_vector() == std::vector<double>{2, -2, 4, 1});
+}
+
 TEST_CASE("autograd: gradients accumulate across backward calls until zero_grad", "[autograd]") {
   Tensor x = Tensor::from({2}, {1, 2}).set_requires_grad();
   sum(x * 3.0).backward();

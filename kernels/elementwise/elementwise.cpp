@@ -146,7 +146,14 @@ static OpDef make_binary(const char* name, const char* summary, Kind kind) {
   simd.backward = [kind](BackwardCtx& c) {
     const Tensor &a = c.inputs[0], &b = c.inputs[1];
     const BinaryLayout s = *simd_layout(a, b);
-    if (kind != Kind::mul && s.same_shape) {  // a residual connection: no zeroed buffers needed
+    if (kind == Kind::add && s.same_shape) {
+      // A residual connection: both gradients are dy itself. No copies: the second is a view of
+      // dy's storage, and autograd sums into a gradient whose storage is shared out of place
+      // (autograd.cpp), so neither is ever changed under the other. (Copying dy into two fresh
+      // buffers took 2% of a ResNet-20 training step.)
+      return Tensors{c.needs_grad[0] ? c.dy : Tensor(), c.needs_grad[1] ? c.dy.view(c.dy.shape()) : Tensor()};
+    }
+    if (kind == Kind::sub && s.same_shape) {  // no zeroed buffers needed
       Tensor da = c.needs_grad[0] ? Tensor::empty(a.shape(), a.dtype()) : Tensor();
       Tensor db = c.needs_grad[1] ? Tensor::empty(b.shape(), b.dtype()) : Tensor();
       add_backward_same_shape_write_simd(c.dy.data<float>(), ptr_or_null<float>(da), ptr_or_null<float>(db),
