@@ -10,6 +10,7 @@
 #include <new>
 #include <ostream>
 #include <sstream>
+#include <string_view>
 #if __has_include(<unistd.h>)
 #include <unistd.h>  // sysconf: the size of the machine's memory
 #endif
@@ -148,6 +149,15 @@ Tensor Tensor::empty(const Shape& shape, DType dtype) {
   impl->storage = std::make_shared<Storage>(bytes_for(dtype, numel_of(shape)));
   impl->shape = shape;
   impl->dtype = dtype;
+  // EDL_POISON_EMPTY=1 (the test suite sets it) fills new tensors with all-ones bytes: NaN as a
+  // float, -1 as an integer. A kernel that reads an element of its output before writing it, or
+  // leaves one unwritten, then gives NaN or garbage, where reused memory would often hold zeros
+  // and hide the bug.
+  static const bool poison = [] {
+    const char* e = std::getenv("EDL_POISON_EMPTY");
+    return e && std::string_view(e) == "1";
+  }();
+  if (poison) std::memset(impl->storage->data(), 0xFF, impl->storage->nbytes());
   return Tensor(std::move(impl));
 }
 
