@@ -129,10 +129,8 @@ void conv2d_backward_dense(const float* x, const float* w, const float* dy, floa
   const int64_t P = s.OH * s.OW, OCP = s.OC * P, HW = s.H * s.W, CHW = s.C * HW, KK = s.KH * s.KW;
   if (dx) {
     const DenseMatrix m = dense_matrix(s);
-    GemmEpilogue acc;
-    acc.accumulate = true;
-    // dX (N × CHW) += dY (N × OCP) · T (OCP × CHW).
-    gemm_f32_packed(s.N, CHW, OCP, DensePacker(MatrixView{dy, OCP, 1}, w, m, m.out, m.in), dx, CHW, acc);
+    // dX (N × CHW) = dY (N × OCP) · T (OCP × CHW).
+    gemm_f32_packed(s.N, CHW, OCP, DensePacker(MatrixView{dy, OCP, 1}, w, m, m.out, m.in), dx, CHW, GemmEpilogue{});
   }
   if (dw) {
     static thread_local ScratchBuffer dt_buffer;  // reused: a fresh one would page-fault every call

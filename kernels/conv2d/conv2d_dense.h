@@ -44,7 +44,7 @@ inline double conv2d_dense_matrix_size(const Conv2dShape& s) {
 // y (N,OC,OH,OW) = conv(x, w) + b. b may be null. groups must be 1.
 void conv2d_forward_dense(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 
-// Accumulates (+=) into dx, dw and db; null outputs are skipped. groups must be 1.
+// Writes dx (=) and accumulates (+=) into dw and db; null outputs are skipped. groups must be 1.
 void conv2d_backward_dense(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                            const Conv2dShape& s);
 

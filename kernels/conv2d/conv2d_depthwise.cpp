@@ -83,7 +83,7 @@ void conv2d_backward_depthwise(const float* x, const float* w, const float* dy, 
                          s.stride);
       float* dxp = dx + plane * s.H * s.W;  // the interior of dxpad; the padding's share is dropped
       for (int64_t h = 0; h < s.H; ++h)
-        for (int64_t v = 0; v < s.W; ++v) dxp[h * s.W + v] += dxpad[static_cast<size_t>((h + s.padding) * Wp + s.padding + v)];
+        for (int64_t v = 0; v < s.W; ++v) dxp[h * s.W + v] = dxpad[static_cast<size_t>((h + s.padding) * Wp + s.padding + v)];
     }
   }
   if (dw || db) {

@@ -30,7 +30,7 @@ inline bool conv2d_is_depthwise(const Conv2dShape& s) { return s.groups == s.C &
 
 void conv2d_forward_depthwise(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 
-// Accumulates (+=) into dx, dw and db; null outputs are skipped.
+// Writes dx (=) and accumulates (+=) into dw and db; null outputs are skipped.
 void conv2d_backward_depthwise(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                                const Conv2dShape& s);
 

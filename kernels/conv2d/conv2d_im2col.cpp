@@ -69,6 +69,7 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
                             const Conv2dShape& s) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK, P = s.OH * s.OW;
   if (db) conv2d_bias_backward(dy, db, s);
+  if (dx && (P == 0 || OCG == 0)) std::fill_n(dx, s.N * s.C * s.H * s.W, 0.0f);  // no output: dx = 0
   if ((!dw && !dx) || s.N == 0 || P == 0 || CKK == 0 || OCG == 0) return;
 
   // Images per product: about kBackwardColumns columns, in an even number of products, so that
@@ -92,6 +93,7 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
     for (int64_t n0 = ch * chunk; n0 < std::min(s.N, (ch + 1) * chunk); n0 += nb_max) {
       const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * P;  // chunk is whole products
       const BackwardScratch b = backward_scratch(OCG * nb_max * P, CKK * nb_max * P);
+      if (dx) std::fill_n(dx + n0 * s.C * s.H * s.W, nb * s.C * s.H * s.W, 0.0f);  // col2im adds into it
       for (int64_t g = 0; g < s.groups; ++g) {
         for (int64_t i = 0; i < nb; ++i) {
           for (int64_t oc = 0; oc < OCG; ++oc)

@@ -89,8 +89,8 @@ inline void col2im_add_channel(const float* dcol, float* dxc, int64_t ld, const 
 // channel is summed by one thread, image after image.
 void conv2d_bias_backward(const float* dy, float* db, const Conv2dShape& s);
 
-// Defined in conv2d_im2col.cpp, which keeps one column matrix per thread. Backward accumulates
-// (+=) into dx, dw and db; null outputs are skipped.
+// Defined in conv2d_im2col.cpp, which keeps one column matrix per thread. Backward writes dx
+// (=) and accumulates (+=) into dw and db; null outputs are skipped.
 void conv2d_forward_im2col(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 void conv2d_backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                             const Conv2dShape& s);

@@ -493,7 +493,7 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
             wt[static_cast<size_t>(((g * CG + c) * OCG + oc) * KK + (KK - 1 - t))] = w[((g * OCG + oc) * CG + c) * KK + t];
     Conv2dShape t = s;
     t.C = s.OC, t.H = s.OH, t.W = s.OW, t.OC = s.C, t.padding = s.KH - 1 - s.padding, t.OH = s.H, t.OW = s.W;
-    conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/true);
+    conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/false);
   }
   // dw, one of three ways:
   // - directly (conv2d_implicit_wgrad_is_direct) when the stride is 1, output rows have at

@@ -65,7 +65,7 @@ inline void conv2d_forward_implicit(const float* x, const float* w, const float*
 // padding) rather than a GEMM: dispatch's rules ask.
 bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s);
 
-// Accumulates (+=) into dx, dw and db; null outputs are skipped.
+// Writes dx (=) and accumulates (+=) into dw and db; null outputs are skipped.
 void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s);
 

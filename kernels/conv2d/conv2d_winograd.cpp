@@ -402,7 +402,7 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   if (db) conv2d_bias_backward(dy, db, s);
 
   // dx is the convolution of dy with wt (C, OC, 3, 3), wt[c][oc][kh][kw] = w[oc][c][2-kh][2-kw],
-  // padding 3 - 1 - 1 = 1: the forward kernel, accumulating.
+  // padding 3 - 1 - 1 = 1: the forward kernel.
   if (dx) {
     static thread_local ScratchBuffer wt_buffer;
     float* wt = wt_buffer.get(C * OC * 9);
@@ -411,7 +411,7 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
         for (int64_t k = 0; k < 9; ++k) wt[(c * OC + oc) * 9 + 8 - k] = w[(oc * C + c) * 9 + k];
     Conv2dShape t = s;
     t.C = OC, t.OC = C, t.H = s.OH, t.W = s.OW, t.OH = s.H, t.OW = s.W;
-    forward<M>(dy, wt, nullptr, dx, t, /*accumulate=*/true);
+    forward<M>(dy, wt, nullptr, dx, t, /*accumulate=*/false);
   }
   const Tiling tl = tiling(s, M);
   if (!dw || tl.total == 0) return;

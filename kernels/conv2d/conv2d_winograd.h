@@ -60,7 +60,7 @@ bool conv2d_winograd_applies(const Conv2dShape& s);
 // y = conv(x, w) + b. b may be null.
 void conv2d_forward_winograd(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 
-// Accumulates (+=) into dx, dw and db; null outputs are skipped.
+// Writes dx (=) and accumulates (+=) into dw and db; null outputs are skipped.
 void conv2d_backward_winograd(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s);
 
