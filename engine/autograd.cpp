@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "engine/profiler.h"
+#include "engine/threads.h"
 
 namespace edl {
 
@@ -28,6 +29,7 @@ void accumulate(Tensor& dst, const Tensor& src) {
     const T* s = src.data<T>();
     T* o = out.data<T>();
     const int64_t n = dst.numel();
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
     for (int64_t i = 0; i < n; ++i) o[i] = d[i] + s[i];
   });
   dst = out;
