@@ -323,15 +323,32 @@ int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 // Tiles per chunk: a multiple of NR (at most kMaxChunk) whose buffers — α²·(C + OC) floats a
 // tile — take about `bytes`. The forward pass keeps its chunk (the transformed input and the
 // products) in L2 from one step to the next: 512 KB. The weight gradient's chunk is the depth
-// of its products, each of which loads and stores an MR×NR tile of dU (from L3: dU is α²·OC·C
-// floats): deeper chunks amortize that better, at 8 MB a thread (from L3, or memory once the
-// threads' chunks outgrow it: still faster than shallow products). With 2 MB, F(4×4) on 256
-// channels had chunks of 16 tiles, and its products on airbench's 7×7 layer took 58 ms instead
-// of 33 (1 thread); the forward pass's 512 KB was no slower than other sizes.
+// of its products, each of which loads and stores an MR×NR tile of dU (α²·OC·C floats), so
+// deeper chunks amortize that better, while shallower ones stay in L2 between their transforms
+// and their products. Which wins depends on the machine (kWgradChunkBytes).
 int64_t chunk_tiles(int64_t positions, int64_t C, int64_t OC, int64_t bytes) {
   const int64_t tiles = bytes / (positions * (C + OC) * static_cast<int64_t>(sizeof(float)));
   return std::clamp<int64_t>(tiles / kGemmNR, 1, kMaxChunk / kGemmNR) * kGemmNR;
 }
+
+// The weight gradient's chunk, a thread's share of the transformed tiles at a time:
+// - with AVX2 (an AMD EPYC, 512 KB of L2 and a fast 32 MB L3 per 8 cores): 8 MB a thread. With
+//   2 MB, F(4×4) on 256 channels had chunks of 16 tiles, and its products on airbench's 7×7
+//   layer took 58 ms instead of 33 (1 thread);
+// - with AVX-512 (an Intel Xeon, 2 MB of L2, whose share of L3 reads at 10-20 GB/s): 512 KB,
+//   the forward pass's size, one panel of 32 tiles from 64 channels on: bench/compare.py, 3
+//   rounds, dw on 2 threads, against 8 MB: ResNet-20's 32 and 64 channels 4.40 -> 3.37 and
+//   4.37 -> 3.34 ms (at 1 MB; 512 KB another 1.07-1.13×), ResNet-18's 64, 128 and 256 channels
+//   1.36×, 1.24×, 1.34×, airbench's 64 and 256 channels 1.56×, 1.42×; 2 MB lost 5-30% to 1 MB.
+//   In training the difference is larger than in the benchmark, which reads the same layer's
+//   data again and again: ResNet-20's Winograd backward took 4.08-4.29 s of 39 steps with 8 MB,
+//   2.71-3.01 s with 1 MB and 2.72-2.85 s with 512 KB (edl train --profile, two alternating
+//   pairs each).
+#if XSIMD_WITH_AVX512F
+constexpr int64_t kWgradChunkBytes = 512 * 1024;
+#else
+constexpr int64_t kWgradChunkBytes = 8192 * 1024;
+#endif
 
 template <int M>
 void forward(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s, bool accumulate) {
@@ -426,7 +443,7 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   // Chunks of equal size (whole panels), no larger than chunk_tiles allows: on ResNet-20's 8×8
   // maps (512 tiles of 4×4, 64 channels) chunks of the largest size were 448 + 64 tiles, and of
   // its two slabs one did 7 times the other's work (2 threads no faster than 1).
-  const int64_t largest = chunk_tiles(kXi, C, OC, 8192 * 1024), chunks = (tl.total + largest - 1) / largest;
+  const int64_t largest = chunk_tiles(kXi, C, OC, kWgradChunkBytes), chunks = (tl.total + largest - 1) / largest;
   const int64_t T = round_up((tl.total + chunks - 1) / chunks, kGemmNR);
   // Tiles per gather-and-transform step: d (α²·NR floats a tile) at most 24 KB, and a multiple
   // of a row of tiles where a row fits, so that the steps cut the chunk's runs of tiles (which
