@@ -356,9 +356,19 @@ def section_peak(r):
         p = r.peak.get(t)
         lines.append(f"| {t} | {fmt_gflops(p)} | {fmt_gflops(p / t) if p else '—'} |")
     simd = r.data.get("context", {}).get("edl_simd")
-    lines += ["", "Measured with " + (f"`{simd}`" if simd else "the build's SIMD") + ". The theoretical "
-              "value is lanes × 2 FLOPs × FMA units × clock: for AVX2 (8 float lanes) with 2 FMA units at "
-              "3.65 GHz, 8 × 2 × 2 × 3.65 ≈ 117 GFLOP/s per core.", ""]
+    # The arithmetic for this build's vectors, at the clock the benchmark library reports (often
+    # the base clock: a measured peak above it is the core running faster, e.g. in turbo).
+    lanes = re.search(r"\((\d+) float lanes", simd or "")
+    mhz = r.data.get("context", {}).get("mhz_per_cpu")
+    theory = "The theoretical value is lanes × 2 FLOPs × FMA units × clock"
+    if lanes and mhz:
+        n, ghz = int(lanes.group(1)), mhz / 1000
+        theory += (f": here {n} × 2 × 2 × {ghz:.2f} ≈ {n * 4 * ghz:.0f} GFLOP/s per core with two FMA units at "
+                   f"the reported {ghz:.2f} GHz (a measured peak above that means the core runs faster than "
+                   "its reported clock, as in turbo).")
+    else:
+        theory += "."
+    lines += ["", "Measured with " + (f"`{simd}`" if simd else "the build's SIMD") + ". " + theory, ""]
     # Register-only chains scale perfectly with cores, unless other processes take them.
     p1 = r.peak.get(1)
     for t in r.threads:
