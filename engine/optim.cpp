@@ -10,6 +10,7 @@
 
 #include "engine/autograd.h"
 #include "engine/registry.h"
+#include "engine/threads.h"
 
 namespace edl {
 
@@ -79,6 +80,8 @@ void SGD::step() {
       const T* dw = grad.data<T>();
       T* buf = momentum != 0 ? buf_[i].data<T>() : nullptr;
       const int64_t n = p.numel();
+      // Element by element, on every thread for big tensors (ResNet-18's SGD step took 48 ms on one).
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
       for (int64_t k = 0; k < n; ++k) {
         double g = dw[k] + weight_decay_i * w[k];
         double u = g;
@@ -170,6 +173,7 @@ void AdamW::step() {
       T* v = v_[i].data<T>();
       const T* dw = grad.data<T>();
       const int64_t n = p.numel();
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
       for (int64_t k = 0; k < n; ++k) {
         const double g = dw[k];
         const double mk = beta1 * m[k] + (1 - beta1) * g;
@@ -333,6 +337,7 @@ void Lookahead::update(double decay) {
       T* w = fast_[i].second.template data<T>();
       T* s = slow_[i].second.template data<T>();
       const int64_t n = fast_[i].second.numel();
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
       for (int64_t k = 0; k < n; ++k) {
         s[k] = static_cast<T>(decay * s[k] + (1 - decay) * w[k]);
         w[k] = s[k];
