@@ -38,7 +38,7 @@ constexpr int64_t NC = 4096;
 // it is packed: blocks of B that fit the L2 cache (1 MB at KC = 256) are then read back from
 // there rather than from L3 or memory. On the machine with AVX-512 (2 MB of L2 per core; the
 // blocks of NC columns were 4 MB), 2 threads, bench/compare.py 3 rounds, medians, oneDNN's
-// entries the control (0.97–1.03×): the im2col products M=32 K=288 N=32768 7.16 → 3.79 ms, M=16
+// entries the control (0.96–1.10×): the im2col products M=32 K=288 N=32768 7.16 → 3.79 ms, M=16
 // K=144 N=131072 9.24 → 6.14, M=64 K=576 N=8192 3.92 → 2.82, M=64 K=27 N=131072 8.92 → 4.52.
 constexpr int64_t NC_ONE_BLOCK = 1024;
 // Products below this many flops (a 128³ GEMM is 4.2 M) run on one thread.
@@ -174,8 +174,8 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   // once, which pays while each thread's columns are many (at least kOwnColumnsPanels panels)
   // and is why products with few columns keep the shared panels.
   // - One block of A and at least 4 panels per thread (the im2col products of every ResNet-20
-  //   layer): with A packed once per thread and B's blocks of NC_ONE_BLOCK columns, the shared
-  //   panels' barriers came every few tens of microseconds. Measured with AVX2, blocks of 4096
+  //   layer): packing the one block of A in each thread costs little, while on shared panels
+  //   the barriers came every few tens of microseconds. Measured with AVX2, blocks of 4096
   //   columns, on 2 threads (4 alternating rounds, medians): M=16 K=27 21.3 → 47.9 GFLOP/s,
   //   M=64 K=27 38.6 → 48.4, M=16 K=144 40.5 → 47.6, M=32 K=144 5.61 → 4.28 ms; deeper products
   //   gained nothing then (M=32 K=288 10.7 → 10.4 ms, within noise). With AVX-512 and blocks of

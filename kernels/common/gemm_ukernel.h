@@ -61,8 +61,9 @@ inline constexpr int kGemmNV = 3, kGemmMR = 8;  // 32 registers: 24 accumulators
 #elif XSIMD_WITH_AVX512F
 // 8 rows, not the 12 that 32 registers hold (24 accumulators): convolutions have 16, 32 or 64
 // output channels, which tiles of 12 rows cover with 24, 36 and 72 rows (a third, a ninth, a
-// ninth of the work thrown away). ResNet-20's 16 -> 16 layer on 32×32 (implicit, 2 threads, bench/compare.py 3 rounds):
-// forward 3.41 -> 2.58 ms, dx 4.01 -> 3.09; square products lose a little (2048³ 0.91-0.93×).
+// ninth of the work thrown away). ResNet-20's 16 -> 16 layer on 32×32 (implicit, 2 threads,
+// bench/compare.py 3 rounds): forward 3.41 -> 2.58 ms, dx 4.01 -> 3.09; square products lose a
+// little (2048³ 0.91-0.93×).
 inline constexpr int kGemmNV = 2, kGemmMR = 8;  // 16 accumulators + 2 + 1 of 32 registers
 #else
 inline constexpr int kGemmNV = 2, kGemmMR = 6;  // 16 registers: 12 accumulators + 2 + 1

@@ -206,7 +206,8 @@ void conv2d_wgrad_gemm(const float* x, const float* dy, float* dw, const Conv2dS
 //   acc[o][t] += dyr[oc0 + o][i .. i+L)  *  xpad[c][i + kh*Wr + kw0 + t .. + L)
 //
 // 4 output channels × 3 taps: 12 accumulators, the 3 image vectors and one vector of dy at a
-// time fill AVX2's 16 registers, and a step is 7 loads for 12 FMAs. The lanes of an
+// time fill AVX2's 16 registers, and a step is 7 loads for 12 FMAs (AVX-512's 32 registers
+// take 8 output channels: 11 loads for 24 FMAs). The lanes of an
 // accumulator are added at the very end. A thread takes a contiguous range of the blocks of
 // output channels; for each image it writes its channels' planes of dyr, and for each input
 // channel the padded plane of x, once, and runs all its blocks on it while it is in L1. Every
@@ -498,10 +499,11 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
   // dw, one of three ways:
   // - directly (conv2d_implicit_wgrad_is_direct) when the stride is 1, output rows have at
   //   least NR pixels and there are at most 128 × 128 channels per group: its per-thread sums
-  //   (4 × C·KH·KW vectors per block of output channels) outgrow the caches beyond. Measured,
-  //   dw alone on 2 threads (edl_bench layers/conv2d, medians of 2-3 rounds): ResNet-18's
-  //   64 → 64 on 32×32 70.6 ms against im2col's 140, its 128 → 128 on 16×16 88 against the
-  //   batch GEMM's 181 (below); on 256 → 256 the GEMM wins (8×8 maps: 110 against 226).
+  //   (kWgradOB × C·KH·KW vectors per block of output channels) outgrow the caches beyond.
+  //   Measured (AVX2), dw alone on 2 threads (edl_bench layers/conv2d, medians of 2-3
+  //   rounds): ResNet-18's 64 → 64 on 32×32 70.6 ms against im2col's 140, its 128 → 128 on
+  //   16×16 88 against the batch GEMM's 181 (below); on 256 → 256 the GEMM wins (8×8 maps: 110
+  //   against 226).
   // - as one implicit GEMM over the batch (conv2d_wgrad_gemm) for wide layers, at least 128
   //   output channels and 1024 taps per group (not 1×1: not measured), where each packed value
   //   of the image feeds enough multiply-adds to hide the packing. dx + dw on 2 threads, medians of 4–5 rounds

@@ -332,14 +332,15 @@ int64_t chunk_tiles(int64_t positions, int64_t C, int64_t OC, int64_t bytes) {
 }
 
 // The weight gradient's chunk, a thread's share of the transformed tiles at a time:
-// - with AVX2 (an AMD EPYC, 512 KB of L2 and a fast 32 MB L3 per 8 cores): 8 MB a thread. With
+// - with AVX2 (an AMD EPYC, 512 KB of L2 per core): 8 MB a thread. With
 //   2 MB, F(4×4) on 256 channels had chunks of 16 tiles, and its products on airbench's 7×7
 //   layer took 58 ms instead of 33 (1 thread);
-// - with AVX-512 (an Intel Xeon, 2 MB of L2, whose share of L3 reads at 10-20 GB/s): 512 KB,
-//   the forward pass's size, one panel of 32 tiles from 64 channels on: bench/compare.py, 3
-//   rounds, dw on 2 threads, against 8 MB: ResNet-20's 32 and 64 channels 4.40 -> 3.37 and
-//   4.37 -> 3.34 ms (at 1 MB; 512 KB another 1.07-1.13×), ResNet-18's 64, 128 and 256 channels
-//   1.36×, 1.24×, 1.34×, airbench's 64 and 256 channels 1.56×, 1.42×; 2 MB lost 5-30% to 1 MB.
+// - with AVX-512 (an Intel Xeon, 2 MB of L2 per core; one thread reads 17-20 GB/s from 4-16 MB
+//   buffers, 10 from 64 MB): 512 KB, the forward pass's size, one panel of 32 tiles from 64
+//   channels on: bench/compare.py, 3 rounds, dw on 2 threads, against 8 MB: ResNet-20's 32 and
+//   64 channels 4.40 -> 3.37 and 4.37 -> 3.34 ms (at 1 MB; 512 KB another 1.04-1.13×),
+//   ResNet-18's 64, 128 and 256 channels 1.36×, 1.24×, 1.34×, airbench's 64 and 256 channels
+//   1.56×, 1.42×; 2 MB ran at 0.66-0.98× the speed of 1 MB.
 //   In training the difference is larger than in the benchmark, which reads the same layer's
 //   data again and again: ResNet-20's Winograd backward took 4.08-4.29 s of 39 steps with 8 MB,
 //   2.71-3.01 s with 1 MB and 2.72-2.85 s with 512 KB (edl train --profile, two alternating
