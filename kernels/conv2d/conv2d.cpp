@@ -66,10 +66,8 @@ static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBac
   };
   v.backward = [backward](BackwardCtx& c) {
     Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
-    Tensors g;
-    for (size_t i = 0; i < c.inputs.size(); ++i)
-      g.push_back(i == 0 && c.needs_grad[0] ? Tensor::empty(c.inputs[0].shape(), DType::f32)
-                                            : grad_buffer(c.needs_grad[i], c.inputs[i]));
+    Tensors g{c.needs_grad[0] ? Tensor::empty(c.inputs[0].shape(), DType::f32) : Tensor()};  // dx: written
+    for (size_t i = 1; i < c.inputs.size(); ++i) g.push_back(grad_buffer(c.needs_grad[i], c.inputs[i]));  // added into
     g.resize(3);
     backward(c.inputs[0].data<float>(), c.inputs[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
              ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), s);

@@ -153,11 +153,11 @@ static OpDef make_binary(const char* name, const char* summary, Kind kind) {
       // buffers took 2% of a ResNet-20 training step.)
       return Tensors{c.needs_grad[0] ? c.dy : Tensor(), c.needs_grad[1] ? c.dy.view(c.dy.shape()) : Tensor()};
     }
-    if (kind == Kind::sub && s.same_shape) {  // no zeroed buffers needed
+    if (kind == Kind::sub && s.same_shape) {  // da = dy, db = -dy: no zeroed buffers needed
       Tensor da = c.needs_grad[0] ? Tensor::empty(a.shape(), a.dtype()) : Tensor();
       Tensor db = c.needs_grad[1] ? Tensor::empty(b.shape(), b.dtype()) : Tensor();
-      add_backward_same_shape_write_simd(c.dy.data<float>(), ptr_or_null<float>(da), ptr_or_null<float>(db),
-                                         kind == Kind::add ? 1.0f : -1.0f, a.numel());
+      add_backward_same_shape_write_simd(c.dy.data<float>(), ptr_or_null<float>(da), ptr_or_null<float>(db), -1.0f,
+                                         a.numel());
       return Tensors{da, db};
     }
     Tensor da = grad_buffer(c.needs_grad[0], a), db = grad_buffer(c.needs_grad[1], b);
