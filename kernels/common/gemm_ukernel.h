@@ -81,6 +81,14 @@ inline void gemm_ukernel_rows(int64_t kc, const float* a, BRow b_row, float* c, 
   GemmBatch acc[kGemmMR][kGemmNV];
   for (int i = 0; i < kGemmMR; ++i)
     for (int j = 0; j < kGemmNV; ++j) acc[i][j] = GemmBatch(0.0f);
+  // The tile of c is read (or, when written, fetched for ownership) only after the k loop;
+  // asking for its lines now lets the loop hide their latency from L3 or memory. AVX-512,
+  // bench/compare.py 3 rounds: 1024³ 1.15× on 1 thread, 2048³ 1.32×, ResNet-18's im2col
+  // products 1.1–2.0×; oneDNN's entries (the control) 0.95–1.03×.
+  for (int i = 0; i < kGemmMR; ++i) {
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + kGemmNR - 1, 1);
+  }
 
   for (int64_t k = 0; k < kc; ++k, a += kGemmMR) {
     const float* b = b_row(k);
