@@ -13,6 +13,7 @@
 #include "engine/threads.h"
 #include "kernels/common/gemm.h"
 #include "kernels/common/gemm_ukernel.h"
+#include "kernels/common/prefetch.h"
 #include "kernels/conv2d/conv2d_im2col.h"
 
 namespace edl {
@@ -186,10 +187,6 @@ void transform_filter(const float* g, float* u) {
 constexpr int64_t kPrefetchPlanes = 4;
 constexpr int64_t kPrefetchBytes = 12 << 20;
 bool prefetch_planes(int64_t floats) { return floats * static_cast<int64_t>(sizeof(float)) > kPrefetchBytes; }
-inline void prefetch_row(const float* row, int64_t n) {
-  for (int64_t q = 0; q < n; q += 16) __builtin_prefetch(row + q);
-  __builtin_prefetch(row + n - 1);
-}
 
 // d[(α·r + q)·per_pos + (col + jj)·ls] = x[M·i - 1 + r][M·(j0 + jj) - 1 + q], the α×α input
 // patch of each tile of the runs, from channel plane `plane` of image 0 (images `image` floats
@@ -209,7 +206,7 @@ void gather_patches(const float* plane, int64_t image, const Conv2dShape& s, std
       std::fill_n(seg, width, 0.0f);
       if (ih >= 0 && ih < s.H) {
         std::copy(x + ih * s.W + lo, x + ih * s.W + hi, seg + (lo - first));
-        if (prefetch) prefetch_row(x + kPrefetchPlanes * s.H * s.W + ih * s.W + lo, hi - lo);
+        if (prefetch) prefetch_floats(x + kPrefetchPlanes * s.H * s.W + ih * s.W + lo, hi - lo);
       }
       for (int q = 0; q < A; ++q) {
         float* dst = d + (A * k + q) * per_pos + r.col * ls;
@@ -299,7 +296,7 @@ void gather_blocks(const float* plane, int64_t image, const Conv2dShape& s, std:
       float seg[M * kMaxChunk];  // the blocks' columns of this row, zeros past the map's edge
       const float* src = plane + r.n * image + oh * s.OW + M * r.j0;
       if (width > 0) std::copy_n(src, width, seg);
-      if (width > 0 && prefetch) prefetch_row(src + kPrefetchPlanes * s.OH * s.OW, width);
+      if (width > 0 && prefetch) prefetch_floats(src + kPrefetchPlanes * s.OH * s.OW, width);
       std::fill(seg + width, seg + M * r.len, 0.0f);
       for (int c = 0; c < M; ++c) {
         float* dst = blk + (M * k + c) * per_pos + r.col * ls;
