@@ -167,8 +167,9 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
 TEST_CASE("gemm: few rows and many columns (threads split the columns) are right, bitwise identical for 1, 2, 3 threads",
           "[gemm][threads]") {
   // One block of A (7 rows: a partial last micro-panel) and 8300 columns: each thread packs
-  // its own panels of B, more than one block of NC = 4096 columns per thread on 1 or 2 threads,
-  // a partial last panel; K = 300 is two depth blocks; the epilogue (bias, ReLU, accumulate)
+  // its own panels of B, several blocks of columns per thread (a product with one block of A
+  // takes them 1024 wide: 9, 5 and 3 blocks on 1, 2 and 3 threads), a partial last panel;
+  // K = 300 is two depth blocks, so each block's C is summed over both; the epilogue (bias, ReLU, accumulate)
   // runs once each element's sum is complete. B row-major and transposed; C with a leading
   // dimension wider than N.
   const int64_t M = 7, N = 8300, K = 300, ldc = N + 5;
