@@ -216,6 +216,13 @@ Tensor BatchNorm2d::forward_relu(const Tensor& x) {
   return y;
 }
 
+Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  Tensor y =
+      batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, /*relu=*/true, residual);
+  if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;
+  return y;
+}
+
 Dropout::Dropout(double p_) : p(p_), rng_(global_rng().next()) {
   EDL_CHECK(p >= 0 && p < 1, "Dropout: p={} must be in [0, 1)", p);
 }
@@ -267,8 +274,8 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride) {
 
 Tensor BasicBlock::forward(const Tensor& x) {
   Tensor out = bn1->forward_relu((*conv1)(x));
-  out = (*bn2)((*conv2)(out));
-  return relu(out + (*shortcut)(x));
+  out = (*conv2)(out);
+  return bn2->forward_add_relu(out, (*shortcut)(x));  // relu(bn2(out) + shortcut(x)), one op
 }
 
 }  // namespace edl

@@ -140,6 +140,8 @@ class BatchNorm2d : public Module {
   explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
   Tensor forward_relu(const Tensor& x);  // relu(forward(x)) as one op (see batch_norm2d in ops.h)
+  // relu(forward(x) + residual) as one op: the end of a residual block.
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
 };

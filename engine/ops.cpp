@@ -30,10 +30,12 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, int64_t stride,
 }
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                    const Tensor& running_var, bool training, double momentum, double eps, bool relu) {
+                    const Tensor& running_var, bool training, double momentum, double eps, bool relu,
+                    const Tensor& residual) {
   EDL_OP("batch_norm2d");
-  return call(def, {x, weight, bias, running_mean, running_var},
-              {{"training", int64_t{training}}, {"momentum", momentum}, {"eps", eps}, {"relu", int64_t{relu}}});
+  Tensors in{x, weight, bias, running_mean, running_var};
+  if (residual.defined()) in.push_back(residual);
+  return call(def, in, {{"training", int64_t{training}}, {"momentum", momentum}, {"eps", eps}, {"relu", int64_t{relu}}});
 }
 
 Tensor relu(const Tensor& x) { EDL_OP("relu"); return call(def, {x}); }

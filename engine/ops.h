@@ -28,9 +28,11 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), int6
 
 // Normalization: updates running_mean/var in place when training. With relu, the output is
 // relu(batch_norm(x)) computed in one op: one pass over memory fewer each way than the two ops.
+// With a residual (x's shape), relu?(batch_norm(x) + residual): the end of a residual block,
+// where the add and the ReLU would each be a pass over memory of their own.
 Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                     const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5,
-                    bool relu = false);
+                    bool relu = false, const Tensor& residual = Tensor());
 
 // Activations.
 Tensor relu(const Tensor& x);

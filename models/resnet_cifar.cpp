@@ -38,8 +38,8 @@ ResNetCifarBlock::ResNetCifarBlock(int64_t in_planes, int64_t planes, int64_t st
 
 Tensor ResNetCifarBlock::forward(const Tensor& x) {
   Tensor out = bn1->forward_relu((*conv1)(x));
-  out = (*bn2)((*conv2)(out));
-  return relu(out + (*shortcut)(x));
+  out = (*conv2)(out);
+  return bn2->forward_add_relu(out, (*shortcut)(x));  // relu(bn2(out) + shortcut(x)), one op
 }
 
 // strides = [stride] + [1]*(n-1): only the first block of a layer changes the shape.

@@ -1,8 +1,10 @@
 // batch_norm2d.cpp — op definition of batch_norm2d.
-// Inputs: x (N,C,H,W), weight (C), bias (C), running_mean (C), running_var (C).
+// Inputs: x (N,C,H,W), weight (C), bias (C), running_mean (C), running_var (C), and optionally
+// residual (N,C,H,W), added to the normalized x (the end of a residual block).
 // Attributes: training (1: batch statistics, and the running averages are updated in place;
 // 0: running statistics), momentum (0.1), eps (1e-5) — PyTorch's defaults; relu (0; 1: the
 // output is max(y, 0), a BatchNorm and the ReLU after it in one op).
+// So y = relu?(bn(x) + residual?): ResNet's `relu(bn2(conv2(.)) + shortcut(x))` is one op.
 // Variants: reference, simd (f32: per-plane loops on SIMD registers, threads over channels).
 #include <cmath>
 
@@ -17,8 +19,9 @@ OpDef make_batch_norm2d() {
   OpDef op;
   op.name = "batch_norm2d";
   op.summary = "batch normalization per channel; training mode updates the running statistics";
-  op.min_inputs = op.max_inputs = 5;
-  op.differentiable = {true, true, true, false, false};
+  op.min_inputs = 5;
+  op.max_inputs = 6;
+  op.differentiable = {true, true, true, false, false, true};
   op.shape = [](const Tensors& in, const Attrs& a) {
     expect_same_floating("batch_norm2d", in);
     expect_ndim("batch_norm2d", "x", in[0], 4, "(N,C,H,W)");
@@ -27,22 +30,28 @@ OpDef make_batch_norm2d() {
     expect_shape("batch_norm2d", "bias", in[2], c);
     expect_shape("batch_norm2d", "running_mean", in[3], c);
     expect_shape("batch_norm2d", "running_var", in[4], c);
+    if (in.size() > 5) expect_shape("batch_norm2d", "residual", in[5], in[0].shape());
     EDL_CHECK(a.i("training", 1) == 0 || in[0].numel() / in[0].dim(1) > 1,
               "batch_norm2d: training needs more than one value per channel, got x of shape {}",
               shape_str(in[0].shape()));
     return in[0].shape();
   };
   // normalize (2 flops: subtract/scale folded to one fma) + statistics (3 per element)
+  // + the residual's add + the ReLU
   op.flops = [](const Tensors& in, const Attrs& a) {
-    return static_cast<double>(in[0].numel()) * ((a.i("training", 1) ? 5.0 : 2.0) + (a.i("relu", 0) ? 1.0 : 0.0));
+    return static_cast<double>(in[0].numel()) *
+           ((a.i("training", 1) ? 5.0 : 2.0) + (in.size() > 5 ? 1.0 : 0.0) + (a.i("relu", 0) ? 1.0 : 0.0));
   };
   op.samples = [] {
-    auto s = [](std::string name, Shape x, int64_t training, bool grad = true, int64_t relu = 0) {
+    auto s = [](std::string name, Shape x, int64_t training, bool grad = true, int64_t relu = 0,
+                bool residual = false) {
       int64_t C = x[1];
-      return Sample{std::move(name),
+      Sample sample{std::move(name),
                     {{x}, {{C}}, {{C}}, {{C}}, {{C}, DType::f32, Fill::positive}},
                     {{"training", training}, {"momentum", 0.1}, {"eps", 1e-5}, {"relu", relu}},
                     grad};
+      if (residual) sample.inputs.push_back({x});
+      return sample;
     };
     return std::vector<Sample>{
         s("train 2x3x4x4", {2, 3, 4, 4}, 1),       s("train 1x1x3x1", {1, 1, 3, 1}, 1),
@@ -58,6 +67,12 @@ OpDef make_batch_norm2d() {
         s("relu train 2x3x4x4", {2, 3, 4, 4}, 1, true, 1),       s("relu eval 2x3x4x4", {2, 3, 4, 4}, 0, true, 1),
         s("relu train 2x2x1x17", {2, 2, 1, 17}, 1, true, 1),     s("relu train 1x2x1x37", {1, 2, 1, 37}, 1, true, 1),
         s("relu resnet20 layer1 train 16x16x32x32", {16, 16, 32, 32}, 1, false, 1),
+        // with a residual added (before the ReLU, when there is one)
+        s("residual relu train 2x3x4x4", {2, 3, 4, 4}, 1, true, 1, true),
+        s("residual relu eval 2x3x4x4", {2, 3, 4, 4}, 0, true, 1, true),
+        s("residual relu train 2x2x1x17", {2, 2, 1, 17}, 1, true, 1, true),
+        s("residual train 1x2x1x37", {1, 2, 1, 37}, 1, true, 0, true),
+        s("residual relu resnet20 layer1 train 16x16x32x32", {16, 16, 32, 32}, 1, false, 1, true),
     };
   };
 
@@ -82,7 +97,8 @@ OpDef make_batch_norm2d() {
         }
       }
       batch_norm2d_forward_reference(x.data<T>(), c.inputs[1].data<T>(), c.inputs[2].data<T>(), mean.data<T>(),
-                                     invstd.data<T>(), y.data<T>(), N, C, HW);
+                                     invstd.data<T>(), y.data<T>(), N, C, HW,
+                                     c.inputs.size() > 5 ? c.inputs[5].data<T>() : nullptr);
       if (c.attrs.i("relu", 0)) relu_forward_reference(y.data<T>(), y.data<T>(), y.numel());  // in place
     });
     c.saved = {mean, invstd};
@@ -92,6 +108,7 @@ OpDef make_batch_norm2d() {
     const Tensor& x = c.inputs[0];
     Tensors g{grad_buffer(c.needs_grad[0], x), grad_buffer(c.needs_grad[1], c.inputs[1]),
               grad_buffer(c.needs_grad[2], c.inputs[2]), Tensor(), Tensor()};
+    if (c.inputs.size() > 5) g.push_back(grad_buffer(c.needs_grad[5], c.inputs[5]));
     with_floating(x.dtype(), "batch_norm2d", [&](auto t) {
       using T = decltype(t);
       Tensor dy = c.dy;
@@ -100,6 +117,9 @@ OpDef make_batch_norm2d() {
         dy = Tensor::zeros(c.dy.shape(), c.dy.dtype());  // the reference kernel accumulates
         relu_backward_reference(c.y.data<T>(), c.y.data<T>(), c.dy.data<T>(), dy.data<T>(), dy.numel());
       }
+      // The residual was added: its gradient is the (masked) dy itself.
+      if (g.size() > 5 && g[5].defined())
+        for (int64_t i = 0; i < dy.numel(); ++i) g[5].data<T>()[i] += dy.data<T>()[i];
       batch_norm2d_backward_reference(x.data<T>(), c.inputs[1].data<T>(), c.saved[0].data<T>(), c.saved[1].data<T>(),
                                       dy.data<T>(), ptr_or_null<T>(g[0]), ptr_or_null<T>(g[1]), ptr_or_null<T>(g[2]),
                                       x.dim(0), x.dim(1), x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0);
@@ -128,7 +148,7 @@ OpDef make_batch_norm2d() {
     }
     batch_norm2d_forward_simd(x.data<float>(), c.inputs[1].data<float>(), c.inputs[2].data<float>(),
                               mean.data<float>(), invstd.data<float>(), y.data<float>(), N, C, HW,
-                              c.attrs.i("relu", 0) != 0);
+                              c.attrs.i("relu", 0) != 0, c.inputs.size() > 5 ? c.inputs[5].data<float>() : nullptr);
     c.saved = {mean, invstd};
     return y;
   };
@@ -137,11 +157,15 @@ OpDef make_batch_norm2d() {
     // dx is written whole by the kernel: no zeroed buffer.
     Tensors g{c.needs_grad[0] ? Tensor::empty(x.shape(), x.dtype()) : Tensor(), grad_buffer(c.needs_grad[1], c.inputs[1]),
               grad_buffer(c.needs_grad[2], c.inputs[2]), Tensor(), Tensor()};
+    // The residual's gradient is dy where the ReLU passed it (written by the kernel), or dy
+    // itself without a ReLU (passed on without a copy, as add's backward does).
+    const bool relu = c.attrs.i("relu", 0) != 0;
+    if (c.inputs.size() > 5) g.push_back(!c.needs_grad[5] ? Tensor() : relu ? Tensor::empty(x.shape(), x.dtype()) : c.dy);
     batch_norm2d_backward_simd(x.data<float>(), c.inputs[1].data<float>(), c.saved[0].data<float>(),
                                c.saved[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
                                ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), x.dim(0), x.dim(1),
-                               x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0,
-                               c.attrs.i("relu", 0) ? c.y.data<float>() : nullptr);
+                               x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0, relu ? c.y.data<float>() : nullptr,
+                               relu && g.size() > 5 ? ptr_or_null<float>(g[5]) : nullptr);
     return g;
   };
   op.variants = {ref, simd};

@@ -14,6 +14,8 @@
 // Fused with a ReLU (attribute relu = 1): the op definition composes these kernels with the
 // ReLU's own reference kernels (kernels/activation/activation_reference.h): y = relu(bn(x)), and
 // backward first keeps dy only where y > 0, then runs the formulas above.
+// With a residual r (the end of a residual block): y = relu?(bn(x) + r), and the gradient of r
+// is that same dy (kept where y > 0 when there is a ReLU).
 //
 // Tested by: ctest -R 'op\.batch_norm2d'     Benchmarked by: build/bench/edl_bench --benchmark_filter='^batch_norm2d/'
 #pragma once
@@ -47,14 +49,18 @@ void batch_norm2d_stats_reference(const T* x, T* mean, T* invstd, T* running_mea
   }
 }
 
-// y = gamma (x - mean) invstd + beta, whichever statistics mean and invstd hold.
+// y = gamma (x - mean) invstd + beta (+ residual, when not null), whichever statistics mean and
+// invstd hold.
 template <typename T>
 void batch_norm2d_forward_reference(const T* x, const T* gamma, const T* beta, const T* mean, const T* invstd, T* y,
-                                    int64_t N, int64_t C, int64_t HW) {
+                                    int64_t N, int64_t C, int64_t HW, const T* residual = nullptr) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) {
       const T scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
-      for (int64_t i = 0; i < HW; ++i) y[(n * C + c) * HW + i] = x[(n * C + c) * HW + i] * scale + shift;
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t k = (n * C + c) * HW + i;
+        y[k] = x[k] * scale + shift + (residual ? residual[k] : T(0));
+      }
     }
 }
 

@@ -108,11 +108,12 @@ inline void batch_norm2d_stats_simd(const float* x, float* mean, float* invstd, 
   }
 }
 
-// y = x * scale + shift per channel, scale = gamma invstd, shift = beta - mean scale.
-// With relu, y = max(that, 0) (as the reference: v > 0 ? v : 0).
+// y = x * scale + shift per channel, scale = gamma invstd, shift = beta - mean scale; plus
+// residual[i] when residual is not null. With relu, y = max(that, 0) (as the reference:
+// v > 0 ? v : 0).
 inline void batch_norm2d_forward_simd(const float* x, const float* gamma, const float* beta, const float* mean,
                                       const float* invstd, float* y, int64_t N, int64_t C, int64_t HW,
-                                      bool relu = false) {
+                                      bool relu = false, const float* residual = nullptr) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = HW - HW % W;
 #pragma omp parallel for if (N * C * HW >= kParallelMin)
@@ -121,20 +122,30 @@ inline void batch_norm2d_forward_simd(const float* x, const float* gamma, const 
     const float scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
     const Vec scale_v(scale), shift_v(shift), zero(0.0f);
     const float* xp = x + p * HW;
+    const float* rp = residual ? residual + p * HW : nullptr;
     float* yp = y + p * HW;
-    if (relu) {
+    // The four cases as four loops: the tests stay out of the loops (the same rounding as the
+    // reference: the fma, then the residual's add).
+    if (relu && rp) {
+      for (int64_t i = 0; i < n_vec; i += W) {
+        const Vec v = xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v) + Vec::load_unaligned(rp + i);
+        xsimd::select(v > zero, v, zero).store_unaligned(yp + i);
+      }
+    } else if (relu) {
       for (int64_t i = 0; i < n_vec; i += W) {
         const Vec v = xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v);
         xsimd::select(v > zero, v, zero).store_unaligned(yp + i);
       }
-      for (int64_t i = n_vec; i < HW; ++i) {
-        const float v = xp[i] * scale + shift;
-        yp[i] = v > 0 ? v : 0.0f;
-      }
+    } else if (rp) {
+      for (int64_t i = 0; i < n_vec; i += W)
+        (xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v) + Vec::load_unaligned(rp + i)).store_unaligned(yp + i);
     } else {
       for (int64_t i = 0; i < n_vec; i += W)
         xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v).store_unaligned(yp + i);
-      for (int64_t i = n_vec; i < HW; ++i) yp[i] = xp[i] * scale + shift;
+    }
+    for (int64_t i = n_vec; i < HW; ++i) {
+      const float v = xp[i] * scale + shift + (rp ? rp[i] : 0.0f);
+      yp[i] = relu && !(v > 0) ? 0.0f : v;
     }
   }
 }
@@ -174,9 +185,12 @@ inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, 
 }
 
 // relu_y: the output of a fused ReLU forward (dy counts only where it is positive), or null.
+// dresidual: where to write that masked dy, the gradient of a residual added before the ReLU
+// (null: none, or no ReLU, where the residual's gradient is dy itself).
 inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const float* mean, const float* invstd,
                                        const float* dy, float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C,
-                                       int64_t HW, bool training, const float* relu_y = nullptr) {
+                                       int64_t HW, bool training, const float* relu_y = nullptr,
+                                       float* dresidual = nullptr) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = HW - HW % W;
   const double M = static_cast<double>(N * HW);
@@ -195,7 +209,7 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
     const double sum_dy_xhat = sum_dy_xc * invstd[c];
     if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
     if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
-    if (!dx) continue;
+    if (!dx && !dresidual) continue;
     // dx = a dy + b x + k (see the top of the file); in eval, b = k = 0.
     const double a = static_cast<double>(gamma[c]) * invstd[c];
     const double b = training ? -a * invstd[c] * sum_dy_xhat / M : 0.0;
@@ -205,6 +219,12 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
     for (int64_t n = 0; n < N; ++n) {
       const int64_t p = (n * C + c) * HW;
       const float *xp = x + p, *gp = dy + p, *yp = relu_y ? relu_y + p : nullptr;
+      if (dresidual) {  // the plane's masked dy, which dx's loop then reads again from L1
+        float* drp = dresidual + p;
+        for (int64_t i = 0; i < n_vec; i += W) batch_norm2d_masked_dy(gp, yp, i).store_unaligned(drp + i);
+        for (int64_t i = n_vec; i < HW; ++i) drp[i] = batch_norm2d_masked_dy_scalar(gp, yp, i);
+      }
+      if (!dx) continue;
       float* dxp = dx + p;
       for (int64_t i = 0; i < n_vec; i += W) {
         const Vec d = xsimd::fma(av, batch_norm2d_masked_dy(gp, yp, i), xsimd::fma(bv, Vec::load_unaligned(xp + i), kv));
