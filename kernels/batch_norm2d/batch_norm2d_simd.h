@@ -22,6 +22,10 @@
 // Fused ReLU (relu_y non-null in backward, relu in forward): the forward clamps in the same fma
 // loop, and the backward reads dy through the mask relu_y > 0 in both of its passes, where the
 // separate ReLU op would read x and dy and write a masked copy that the norm then reads again.
+// Fused residual (the end of a ResNet block, y = relu(bn(x) + r)): the forward adds r in the
+// same loop, and the backward writes r's gradient (the masked dy) — where the add and the ReLU
+// would have taken a pass over memory each way of their own. ResNet-20 (edl train --profile,
+// 39 steps, two alternating pairs): 9.72 and 9.66 s in ops instead of 10.31 and 9.89.
 //
 // The backward's sums go down a channel, its N planes one after another, C·HW floats apart:
 // each plane (4 KB for 32×32) a page of its own, where the hardware prefetcher stops. They ask
@@ -124,8 +128,8 @@ inline void batch_norm2d_forward_simd(const float* x, const float* gamma, const 
     const float* xp = x + p * HW;
     const float* rp = residual ? residual + p * HW : nullptr;
     float* yp = y + p * HW;
-    // The four cases as four loops: the tests stay out of the loops (the same rounding as the
-    // reference: the fma, then the residual's add).
+    // The four cases as four loops, the tests out of them; the residual is added after the
+    // fma, in the reference's order.
     if (relu && rp) {
       for (int64_t i = 0; i < n_vec; i += W) {
         const Vec v = xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v) + Vec::load_unaligned(rp + i);
