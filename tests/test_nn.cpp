@@ -291,6 +291,41 @@ TEST_CASE("nn: BatchNorm2d then ReLU, fused (forward_relu, Sequential) equals th
   CHECK(c->num_batches_tracked.item() == 1);
 }
 
+TEST_CASE("nn: BatchNorm2d::forward_add_relu equals relu(bn(x) + residual) written with three ops", "[nn]") {
+  // The end of a residual block as one op and as three (norm, add, ReLU), with two BatchNorms of
+  // the same state: the same outputs, the same gradients for x, the residual, weight and bias,
+  // and one update of the running statistics and of the batch counter each.
+  Tensor x0 = random_normal({4, 3, 5, 5}, 21), r0 = random_normal({4, 3, 5, 5}, 22);
+  auto a = std::make_shared<BatchNorm2d>(3), b = std::make_shared<BatchNorm2d>(3);
+  for (auto* bn : {a.get(), b.get()}) {
+    bn->weight.copy_(Tensor::from({3}, {1.5, -0.5, 1.0}));
+    bn->bias.copy_(Tensor::from({3}, {0.2, 0.1, -0.3}));
+  }
+  Tensor xa = x0.clone().set_requires_grad(), xb = x0.clone().set_requires_grad();
+  Tensor ra = r0.clone().set_requires_grad(), rb = r0.clone().set_requires_grad();
+  Tensor ya = relu((*a)(xa) + ra), yb = b->forward_add_relu(xb, rb);
+  int64_t clamped = 0;
+  for (int64_t i = 0; i < ya.numel(); ++i) {
+    CHECK(yb.at(i) == Approx(ya.at(i)).margin(1e-6));
+    clamped += ya.at(i) == 0;
+  }
+  CHECK(clamped > 20);  // the ReLU does something
+  Tensor w = random_normal({4, 3, 5, 5}, 23);
+  sum(mul(ya, w)).backward();
+  sum(mul(yb, w)).backward();
+  for (int64_t i = 0; i < x0.numel(); ++i) {
+    CHECK(xb.grad().at(i) == Approx(xa.grad().at(i)).margin(1e-5));
+    CHECK(rb.grad().at(i) == Approx(ra.grad().at(i)).margin(1e-6));
+  }
+  for (int64_t k = 0; k < 3; ++k) {
+    CHECK(b->weight.grad().at(k) == Approx(a->weight.grad().at(k)).margin(1e-5));
+    CHECK(b->bias.grad().at(k) == Approx(a->bias.grad().at(k)).margin(1e-5));
+    CHECK(b->running_mean.at(k) == Approx(a->running_mean.at(k)).margin(1e-6));
+    CHECK(b->running_var.at(k) == Approx(a->running_var.at(k)).margin(1e-6));
+  }
+  CHECK(b->num_batches_tracked.item() == 1);
+}
+
 TEST_CASE("nn: train() and eval() reach every descendant", "[nn]") {
   BasicBlock block(4, 8, 2);
   block.eval();
