@@ -169,8 +169,8 @@ TEST_CASE("gemm: few rows and many columns (threads split the columns) are right
   // One block of A (7 rows: a partial last micro-panel) and 8300 columns: each thread packs
   // its own panels of B, several blocks of columns per thread (a product with one block of A
   // takes them 1024 wide: 9, 5 and 3 blocks on 1, 2 and 3 threads), a partial last panel;
-  // K = 300 is two depth blocks, so each block's C is summed over both; the epilogue (bias, ReLU, accumulate)
-  // runs once each element's sum is complete. B row-major and transposed; C with a leading
+  // K = 300 is two depth blocks, so each block's C is summed over both; the epilogue (bias,
+  // ReLU, accumulate) runs once each element's sum is complete. B row-major and transposed; C with a leading
   // dimension wider than N.
   const int64_t M = 7, N = 8300, K = 300, ldc = N + 5;
   std::vector<float> a = random_vector(M * K, 8), b = random_vector(K * N, 9), c0 = random_vector(M * ldc, 10);

@@ -182,8 +182,9 @@ void transform_filter(const float* g, float* u) {
 // 64- and 128-channel layers (32 and 16 MB), dw 1.48× and 1.40× (F(4×4)), 1.41× and 1.30×
 // (F(2×2)), forward and dx 0.99-1.09×; airbench's 24 -> 64 and 64 -> 256 layers, dx 1.18-1.44×,
 // dw 1.23-1.33×. Prefetching on every tensor made ResNet-20's layers (2 and 4 MB) and
-// ResNet-18's 256-channel layer (8 MB) 0.91-1.03× as fast; under the threshold they measured
-// 0.95-1.03×, as without prefetches.
+// ResNet-18's 256-channel layer (8 MB) 0.91-1.03× as fast (with the threshold, 0.95-1.03×:
+// noise); in training too, a 1 MB threshold took ResNet-20's Winograd backward from 2.34 and
+// 2.36 s to 2.42 and 2.51 s over 39 steps (edl train --profile, two alternating pairs).
 constexpr int64_t kPrefetchPlanes = 4;
 constexpr int64_t kPrefetchBytes = 12 << 20;
 bool prefetch_planes(int64_t floats) { return floats * static_cast<int64_t>(sizeof(float)) > kPrefetchBytes; }
