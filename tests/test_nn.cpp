@@ -31,6 +31,15 @@ Tensor random_normal(const Shape& shape, uint64_t seed) {
   return t;
 }
 
+// A BatchNorm2d of 3 channels with weight and bias set away from their defaults, so that the
+// affine part counts in the comparisons; every call gives one in the same state.
+std::shared_ptr<BatchNorm2d> batch_norm3() {
+  auto bn = std::make_shared<BatchNorm2d>(3);
+  bn->weight.copy_(Tensor::from({3}, {1.5, -0.5, 1.0}));
+  bn->bias.copy_(Tensor::from({3}, {0.2, 0.1, -0.3}));
+  return bn;
+}
+
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   REQUIRE(a.shape() == b.shape());
   double d = 0;
@@ -258,11 +267,7 @@ TEST_CASE("nn: BatchNorm2d then ReLU, fused (forward_relu, Sequential) equals th
   // forward_relu, and a Sequential(BatchNorm2d, ReLU) (which fuses the pair). Same outputs, same
   // gradients for x, weight and bias, same running statistics.
   Tensor x0 = random_normal({4, 3, 5, 5}, 11);
-  auto a = std::make_shared<BatchNorm2d>(3), b = std::make_shared<BatchNorm2d>(3), c = std::make_shared<BatchNorm2d>(3);
-  for (auto* bn : {a.get(), b.get(), c.get()}) {
-    bn->weight.copy_(Tensor::from({3}, {1.5, -0.5, 1.0}));
-    bn->bias.copy_(Tensor::from({3}, {0.2, 0.1, -0.3}));
-  }
+  auto a = batch_norm3(), b = batch_norm3(), c = batch_norm3();
   Sequential seq(c, std::make_shared<ReLU>());
   Tensor xa = x0.clone().set_requires_grad(), xb = x0.clone().set_requires_grad(), xc = x0.clone().set_requires_grad();
   Tensor r = random_normal({4, 3, 5, 5}, 12);
@@ -296,11 +301,7 @@ TEST_CASE("nn: BatchNorm2d::forward_add_relu equals relu(bn(x) + residual) writt
   // the same state: the same outputs, the same gradients for x, the residual, weight and bias,
   // and one update of the running statistics and of the batch counter each.
   Tensor x0 = random_normal({4, 3, 5, 5}, 21), r0 = random_normal({4, 3, 5, 5}, 22);
-  auto a = std::make_shared<BatchNorm2d>(3), b = std::make_shared<BatchNorm2d>(3);
-  for (auto* bn : {a.get(), b.get()}) {
-    bn->weight.copy_(Tensor::from({3}, {1.5, -0.5, 1.0}));
-    bn->bias.copy_(Tensor::from({3}, {0.2, 0.1, -0.3}));
-  }
+  auto a = batch_norm3(), b = batch_norm3();
   Tensor xa = x0.clone().set_requires_grad(), xb = x0.clone().set_requires_grad();
   Tensor ra = r0.clone().set_requires_grad(), rb = r0.clone().set_requires_grad();
   Tensor ya = relu((*a)(xa) + ra), yb = b->forward_add_relu(xb, rb);

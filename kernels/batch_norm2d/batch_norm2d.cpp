@@ -118,8 +118,11 @@ OpDef make_batch_norm2d() {
         relu_backward_reference(c.y.data<T>(), c.y.data<T>(), c.dy.data<T>(), dy.data<T>(), dy.numel());
       }
       // The residual was added: its gradient is the (masked) dy itself.
-      if (g.size() > 5 && g[5].defined())
-        for (int64_t i = 0; i < dy.numel(); ++i) g[5].data<T>()[i] += dy.data<T>()[i];
+      if (g.size() > 5 && g[5].defined()) {
+        T* dr = g[5].data<T>();
+        const T* d = dy.data<T>();
+        for (int64_t i = 0; i < dy.numel(); ++i) dr[i] += d[i];
+      }
       batch_norm2d_backward_reference(x.data<T>(), c.inputs[1].data<T>(), c.saved[0].data<T>(), c.saved[1].data<T>(),
                                       dy.data<T>(), ptr_or_null<T>(g[0]), ptr_or_null<T>(g[1]), ptr_or_null<T>(g[2]),
                                       x.dim(0), x.dim(1), x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0);

@@ -1,7 +1,7 @@
 // batch_norm2d_reference.h — batch normalization over (N,H,W) per channel (Ioffe & Szegedy 2015).
 //
 // x is (N,C,H,W), gamma (weight), beta (bias), mean, invstd, running_mean, running_var are (C),
-// y is (N,C,H,W). Per channel c, over the M = N*H*W values of that channel:
+// y (and residual, when given) is (N,C,H,W). Per channel c, over the M = N*H*W values of that channel:
 //   training: mean[c] = (1/M) sum x,   var[c] = (1/M) sum (x - mean)^2   (biased, as PyTorch)
 //             running_mean = (1-momentum) running_mean + momentum mean
 //             running_var  = (1-momentum) running_var  + momentum var * M/(M-1)   (unbiased)

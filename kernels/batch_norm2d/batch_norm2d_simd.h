@@ -1,7 +1,8 @@
 // batch_norm2d_simd.h — batch normalization on SIMD registers: training statistics, the
 // normalization and the backward pass, each a loop over the H*W values of a plane.
 //
-// x, y, dy, dx are (N,C,H,W); gamma, beta, mean, invstd, running_mean, running_var are (C).
+// x, y, dy, dx (and residual, dresidual when given) are (N,C,H,W); gamma, beta, mean, invstd,
+// running_mean, running_var are (C).
 // The formulas are those of batch_norm2d_reference.h; channel c owns the N planes
 // x[n, c, :, :] of HW contiguous values each, and every loop below runs over one plane in
 // registers of W floats (8 with AVX2, 4 with SSE2 or NEON), then a scalar tail.
