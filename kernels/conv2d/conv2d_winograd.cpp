@@ -89,6 +89,12 @@ inline V load_as(const float* p) {
   if constexpr (std::is_same_v<V, float>) return *p;
   else return V::load_unaligned(p);
 }
+// The kVecLanes floats base[idx[0]], base[idx[1]], ... (one float for V = float).
+template <class V>
+inline V gather_as(const float* base, const int32_t* idx) {
+  if constexpr (std::is_same_v<V, float>) return base[idx[0]];
+  else return V::gather(base, xsimd::batch<int32_t, typename V::arch_type>::load_unaligned(idx));
+}
 template <class V>
 inline void store_to(float* p, const V& v) {
   if constexpr (std::is_same_v<V, float>) *p = v;
@@ -136,32 +142,42 @@ int64_t tile_runs(const Tiling& tl, int64_t t0, int64_t t1, TileRun* runs) {
   return count;
 }
 
+// At most how many runs a chunk of `tiles` tiles has: one per row of tiles it touches.
+int64_t max_runs(const Tiling& tl, int64_t tiles) {
+  return std::min(tiles, (tiles + tl.cols - 2) / tl.cols + 1);
+}
+
 // Every thread's scratch for the parallel loops below: one buffer of the calling thread, cut
 // into a slice per thread, allocated before the loop — an exception (bad_alloc) thrown inside
 // a parallel region could not reach the caller (gemm.cpp does the same). Slices are whole
 // cache lines, so each keeps the 64-byte alignment the micro-kernel's loads need.
 struct ThreadSlices {
   float* base;
-  int64_t floats;  // per thread
-  TileRun* runs;   // max_runs per thread
+  int64_t floats;    // per thread
+  TileRun* runs;     // max_runs per thread
   int64_t max_runs;
+  int32_t* offsets;  // `ints` per thread
+  int64_t ints;
   float* floats_of(int thread) const { return base + thread * floats; }
   TileRun* runs_of(int thread) const { return runs + thread * max_runs; }
+  int32_t* offsets_of(int thread) const { return offsets + thread * ints; }
 };
-ThreadSlices thread_slices(int64_t floats, int64_t max_runs) {
+ThreadSlices thread_slices(int64_t floats, int64_t max_runs, int64_t ints) {
   static thread_local ScratchBuffer buffer;
   static thread_local std::vector<TileRun> runs;
+  static thread_local std::vector<int32_t> offsets;
   const int threads = omp_get_max_threads();
   floats = (floats + 15) / 16 * 16;
   runs.resize(static_cast<size_t>(threads * max_runs));
-  return {buffer.get(threads * floats), floats, runs.data(), max_runs};
+  offsets.resize(static_cast<size_t>(threads * ints));
+  return {buffer.get(threads * floats), floats, runs.data(), max_runs, offsets.data(), ints};
 }
 
 // ---- the transforms ----
 // Each is a 1-D transform down the columns, then along the rows (apply above). Those of the
-// images work on a whole chunk at a time: gather the chunk's patches into an array per patch
-// position (d[position][tile]), then transform with loops across the tiles, on vectors of
-// tiles (for_each_lane above: tiles are the long dimension; a row of 7×7 maps has only 4 tiles
+// images work on a whole chunk at a time: copy the rows the chunk's patches read into strips
+// (below), then transform with loops across the tiles, on vectors of tiles gathered from the
+// strips (for_each_lane above: tiles are the long dimension; a row of 7×7 maps has only 4 tiles
 // of 2×2).
 
 // U = G g Gᵀ of one 3×3 filter g (row-major); u[ξ] = U[ξ / α][ξ % α].
@@ -174,7 +190,7 @@ void transform_filter(const float* g, float* u) {
   for (int r = 0; r < A; ++r) apply<false, A, 3>(W::G, t[r], 1, u + r * A, 1);  // (G g) Gᵀ, row by row
 }
 
-// The gathers below read, channel after channel, a few short rows of each plane: streams too
+// The strips below copy, channel after channel, a few short rows of each plane: streams too
 // short for the hardware prefetcher, so on maps larger than the caches every row waits for
 // memory. With `prefetch` they ask for the same rows kPrefetchPlanes channels on; only for
 // tensors above kPrefetchBytes, whose rows the caches do not keep between passes.
@@ -189,58 +205,106 @@ constexpr int64_t kPrefetchPlanes = 4;
 constexpr int64_t kPrefetchBytes = 12 << 20;
 bool prefetch_planes(int64_t floats) { return floats * static_cast<int64_t>(sizeof(float)) > kPrefetchBytes; }
 
-// d[(α·r + q)·per_pos + (col + jj)·ls] = x[M·i - 1 + r][M·(j0 + jj) - 1 + q], the α×α input
-// patch of each tile of the runs, from channel plane `plane` of image 0 (images `image` floats
-// apart); 0 in the padding. Each position holds per_pos floats, the tiles ls apart: ls = 1 for
-// one channel, ls = NR for a panel of NR channels side by side (d then points at the channel's
-// lane).
+// The transforms read the tiles' patches (and dy's blocks) from strips: the rows of the chunk's
+// runs of tiles, copied whole, one after another, S floats apart. Run number r's `rows` rows
+// start at strip + rows·r·S; its tile j0 + jj reads value (k, q) of its patch or block at
+// strip[rows·r·S + M·jj + k·S + q]. The transforms gather a vector of tiles' values of one
+// position (k, q) with one instruction, from the offsets strip_offsets computes once per chunk
+// (the runs are the same in every channel). They replaced a scalar load and store per value:
+// AVX-512, 2 threads, bench/compare.py 3 rounds, ResNet-20's 32- and 64-channel layers
+// 1.07-1.28× as fast (dw the most), ResNet-18's 1.02-1.14× (0.95-1.13× on its 64 channels,
+// whose passes wait on memory); ResNet-20's Winograd passes in training 3.43 -> 3.18 s over 39
+// steps (edl train --profile, two alternating pairs).
 template <int M>
-void gather_patches(const float* plane, int64_t image, const Conv2dShape& s, std::span<const TileRun> runs,
-                    float* d, int64_t per_pos, int64_t ls, bool prefetch) {
+int64_t strip_stride(const Tiling& tl, int64_t max_len, int64_t border) {
+  return M * std::min(tl.cols, max_len) + border;
+}
+// idx[t·lanes + l] = rows·r·S + M·jj + l·ls for the tiles t of the runs (t = r.col + jj): where
+// lane l of tile t reads in the strips, whose lanes (channels) are ls floats apart.
+template <int M>
+void strip_offsets(std::span<const TileRun> runs, int64_t rows, int64_t S, int64_t lanes, int64_t ls, int32_t* idx) {
+  for (size_t r = 0; r < runs.size(); ++r)
+    for (int64_t jj = 0; jj < runs[r].len; ++jj)
+      for (int64_t l = 0; l < lanes; ++l)
+        idx[(runs[r].col + jj) * lanes + l] =
+            static_cast<int32_t>(rows * static_cast<int64_t>(r) * S + M * jj + l * ls);
+}
+
+// The input strips of channel plane `plane` of image 0 (images `image` floats apart): per run,
+// the α rows of its patches, from row M·i - 1 and column M·j0 - 1, padding written out as zeros.
+template <int M>
+void fill_patch_strips(const float* plane, int64_t image, const Conv2dShape& s, std::span<const TileRun> runs,
+                       float* strip, int64_t S, bool prefetch) {
   constexpr int A = Winograd<M>::kAlpha;
   for (const TileRun& r : runs) {
     const float* x = plane + r.n * image;
-    for (int k = 0; k < A; ++k) {
+    for (int k = 0; k < A; ++k, strip += S) {
       const int64_t ih = M * r.i - 1 + k, first = M * r.j0 - 1, width = M * r.len + 2;
-      float seg[M * kMaxChunk + 2];  // the patches' columns of this row, padding written out
       const int64_t lo = std::max<int64_t>(first, 0), hi = std::min(first + width, s.W);
-      std::fill_n(seg, width, 0.0f);
-      if (ih >= 0 && ih < s.H) {
-        std::copy(x + ih * s.W + lo, x + ih * s.W + hi, seg + (lo - first));
-        if (prefetch) prefetch_floats(x + kPrefetchPlanes * s.H * s.W + ih * s.W + lo, hi - lo);
+      if (ih < 0 || ih >= s.H || lo >= hi) {
+        std::fill_n(strip, width, 0.0f);
+        continue;
       }
-      for (int q = 0; q < A; ++q) {
-        float* dst = d + (A * k + q) * per_pos + r.col * ls;
-        for (int64_t jj = 0; jj < r.len; ++jj) dst[jj * ls] = seg[M * jj + q];
-      }
+      std::fill(strip, strip + (lo - first), 0.0f);
+      std::copy(x + ih * s.W + lo, x + ih * s.W + hi, strip + (lo - first));
+      std::fill(strip + (hi - first), strip + width, 0.0f);
+      if (prefetch) prefetch_floats(x + kPrefetchPlanes * s.H * s.W + ih * s.W + lo, hi - lo);
     }
   }
 }
 
-// v = Bᵀ d B elementwise over n values (a multiple of NR) per position: d[position·n + e] →
-// v(ξ, e0), where the NR values of position ξ for e0 .. e0+NR-1 go (a row of a panel of the
-// GEMM's B operand). d is overwritten with Bᵀ d.
-template <int M, class Out>
-void transform_patches(float* d, int64_t n, Out v) {
+// The strips of channel plane `plane` of dy: per run, the M rows of its blocks, from row M·i
+// and column M·j0, zeros past the map's edge.
+template <int M>
+void fill_block_strips(const float* plane, int64_t image, const Conv2dShape& s, std::span<const TileRun> runs,
+                       float* strip, int64_t S, bool prefetch) {
+  for (const TileRun& r : runs)
+    for (int k = 0; k < M; ++k, strip += S) {
+      const int64_t oh = M * r.i + k, width = oh < s.OH ? std::min(M * r.len, s.OW - M * r.j0) : 0;
+      const float* src = plane + r.n * image + oh * s.OW + M * r.j0;
+      if (width > 0) std::copy_n(src, width, strip);
+      if (width > 0 && prefetch) prefetch_floats(src + kPrefetchPlanes * s.OH * s.OW, width);
+      std::fill(strip + width, strip + M * r.len, 0.0f);
+    }
+}
+
+// The loader of a transform: the values e .. e + lanes - 1 of position (k, q), from strips and
+// the offsets of strip_offsets.
+struct StripLoader {
+  const float* strip;
+  int64_t S;
+  const int32_t* idx;
+  template <class V>
+  V operator()(int k, int q, int64_t e) const {
+    return gather_as<V>(strip + k * S + q, idx + e);
+  }
+};
+
+// v = Bᵀ d B elementwise over n values (a multiple of NR) per position: d(k, q, e) → v(ξ, e0),
+// where the NR values of position ξ for e0 .. e0+NR-1 go (a row of a panel of the GEMM's B
+// operand). in.template operator()<V>(k, q, e) loads the values e .. of patch position (k, q);
+// d (α²·n floats) holds Bᵀ d between the two passes.
+template <int M, class In, class Out>
+void transform_patches(In in, float* d, int64_t n, Out v) {
   using W = Winograd<M>;
   constexpr int A = W::kAlpha;
   for (int q = 0; q < A; ++q)  // Bᵀ d, down each column q of the patches
     for_each_lane(n, [&]<class V>(int64_t e) {
-      V in[A], col[A];
-      for (int k = 0; k < A; ++k) in[k] = load_as<V>(d + (A * k + q) * n + e);
-      apply<false, A, A>(W::BT, in, 1, col, 1);
+      V col_in[A], col[A];
+      for (int k = 0; k < A; ++k) col_in[k] = in.template operator()<V>(k, q, e);
+      apply<false, A, A>(W::BT, col_in, 1, col, 1);
       for (int r = 0; r < A; ++r) store_to(d + (A * r + q) * n + e, col[r]);
     });
   for (int64_t e0 = 0; e0 < n; e0 += kGemmNR)
     for (int r = 0; r < A; ++r) {  // (Bᵀ d) B, along each row r: V[r][c] = Σ_q (Bᵀ d)[r][q] · Bᵀ[c][q]
       float* out[A];
       for (int c = 0; c < A; ++c) out[c] = v(A * r + c, e0);
-      for_each_lane(kGemmNR, [&]<class V>(int64_t l) {
-        V in[A], row[A];
-        for (int q = 0; q < A; ++q) in[q] = load_as<V>(d + (A * r + q) * n + e0 + l);
-        apply<false, A, A>(W::BT, in, 1, row, 1);
+      for (int64_t l = 0; l < kGemmNR; l += kVecLanes) {  // NR is a multiple of the lanes
+        Vec row_in[A], row[A];
+        for (int q = 0; q < A; ++q) row_in[q] = load_as<Vec>(d + (A * r + q) * n + e0 + l);
+        apply<false, A, A>(W::BT, row_in, 1, row, 1);
         for (int c = 0; c < A; ++c) store_to(out[c] + l, row[c]);
-      });
+      }
     }
 }
 
@@ -285,37 +349,16 @@ void scatter_outputs(const float* o, int64_t T, std::span<const TileRun> runs, f
   }
 }
 
-// blk[(M·r + c)·per_pos + tile·ls] = dy[M·i + r][M·j + c], the M×M block of each tile of the
-// runs in channel plane `plane` of image 0 of dy (images `image` floats apart); 0 past the map's
-// edge. per_pos and ls as in gather_patches.
-template <int M>
-void gather_blocks(const float* plane, int64_t image, const Conv2dShape& s, std::span<const TileRun> runs,
-                   float* blk, int64_t per_pos, int64_t ls, bool prefetch) {
-  for (const TileRun& r : runs)
-    for (int k = 0; k < M; ++k) {
-      const int64_t oh = M * r.i + k, width = oh < s.OH ? std::min(M * r.len, s.OW - M * r.j0) : 0;
-      float seg[M * kMaxChunk];  // the blocks' columns of this row, zeros past the map's edge
-      const float* src = plane + r.n * image + oh * s.OW + M * r.j0;
-      if (width > 0) std::copy_n(src, width, seg);
-      if (width > 0 && prefetch) prefetch_floats(src + kPrefetchPlanes * s.OH * s.OW, width);
-      std::fill(seg + width, seg + M * r.len, 0.0f);
-      for (int c = 0; c < M; ++c) {
-        float* dst = blk + (M * k + c) * per_pos + r.col * ls;
-        for (int64_t jj = 0; jj < r.len; ++jj) dst[jj * ls] = seg[M * jj + c];
-      }
-    }
-}
-
 // z = A blk Aᵀ elementwise over n values per position (the weight gradient's transform of the
-// blocks of dy, A = (Aᵀ)ᵀ): blk[(M·r + c)·n + e] → z(ξ)[e].
-template <int M, class Out>
-void transform_blocks(const float* blk, int64_t n, Out z) {
+// blocks of dy, A = (Aᵀ)ᵀ): blk(r, c, e) → z(ξ)[e], blk as `in` of transform_patches.
+template <int M, class In, class Out>
+void transform_blocks(In blk, int64_t n, Out z) {
   using W = Winograd<M>;
   constexpr int A = W::kAlpha;
   for_each_lane(n, [&]<class V>(int64_t e) {
     V b[M][M], cols[A][M];  // the blocks; A blk, column by column
     for (int k = 0; k < M; ++k)
-      for (int c = 0; c < M; ++c) b[k][c] = load_as<V>(blk + (M * k + c) * n + e);
+      for (int c = 0; c < M; ++c) b[k][c] = blk.template operator()<V>(k, c, e);
     for (int c = 0; c < M; ++c) apply<true, A, M>(W::AT, &b[0][c], M, &cols[0][c], M);
     for (int r = 0; r < A; ++r) {  // (A blk) Aᵀ
       V row[A];
@@ -401,22 +444,30 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
   // 16-channel layers took 30% of the time with blocks 16 KB apart).
   const int64_t vs = panels * C * kGemmNR + 16, ms = OC * T + 16;
   const bool prefetch = prefetch_planes(s.N * C * s.H * s.W);
-  const ThreadSlices scratch = thread_slices(kXi * (vs + ms + T), T);
+  constexpr int64_t A = Winograd<M>::kAlpha;
+  const int64_t S = strip_stride<M>(tl, T, 2), strip_floats = max_runs(tl, T) * A * S;
+  const ThreadSlices scratch = thread_slices(kXi * (vs + ms + T) + strip_floats, T, T);
 #pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     // vp: V[ξ] of the chunk as the micro-kernel's B operand, panels of NR tiles:
     // vp[ξ·vs + (panel·C + c)·NR + lane]. m: the products, M[ξ] (OC × T) at m + ξ·ms.
-    // d: one channel's patches, or outputs.
-    float* vp = scratch.floats_of(omp_get_thread_num());
+    // d: Bᵀ d of one channel's patches, or the outputs; strip: one channel's strips.
+    const int thread = omp_get_thread_num();
+    float* vp = scratch.floats_of(thread);
     float* m = vp + kXi * vs;
     float* d = m + kXi * ms;
+    float* strip = d + kXi * T;
     const int64_t t0 = chunk * T, t1 = std::min(tl.total, t0 + T);
-    TileRun* run_buffer = scratch.runs_of(omp_get_thread_num());
+    TileRun* run_buffer = scratch.runs_of(thread);
     const std::span<const TileRun> runs(run_buffer, static_cast<size_t>(tile_runs(tl, t0, t1, run_buffer)));
-    if (t1 - t0 < T) std::fill_n(d, kXi * T, 0.0f);  // tiles past the last: zeros, not garbage
+    int32_t* idx = scratch.offsets_of(thread);
+    strip_offsets<M>(runs, A, S, 1, 0, idx);
+    std::fill(idx + (t1 - t0), idx + T, 0);  // tiles past the last read the first's patch: columns no output reads
+    const StripLoader patches{strip, S, idx};
     for (int64_t c = 0; c < C; ++c) {
-      gather_patches<M>(x + c * s.H * s.W, C * s.H * s.W, s, runs, d, T, 1, prefetch);
-      transform_patches<M>(d, T, [&](int64_t xi, int64_t t) { return vp + xi * vs + (t / kGemmNR * C + c) * kGemmNR; });
+      fill_patch_strips<M>(x + c * s.H * s.W, C * s.H * s.W, s, runs, strip, S, prefetch);
+      transform_patches<M>(patches, d, T,
+                           [&](int64_t xi, int64_t t) { return vp + xi * vs + (t / kGemmNR * C + c) * kGemmNR; });
     }
     for (int64_t xi = 0; xi < kXi; ++xi)
       for (int64_t o0 = 0; o0 < OC; o0 += kGemmMR) {
@@ -468,9 +519,9 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   // its two slabs one did 7 times the other's work (2 threads no faster than 1).
   const int64_t largest = chunk_tiles(kXi, C, OC, kWgradChunkBytes), chunks = (tl.total + largest - 1) / largest;
   const int64_t T = round_up((tl.total + chunks - 1) / chunks, kGemmNR);
-  // Tiles per gather-and-transform step: d (α²·NR floats a tile) at most 24 KB, and a multiple
+  // Tiles per copy-and-transform step: d (α²·NR floats a tile) at most 24 KB, and a multiple
   // of a row of tiles where a row fits, so that the steps cut the chunk's runs of tiles (which
-  // are gathered row by row: short runs cost more) no more often than the chunk's own edges do.
+  // are copied row by row: short runs cost more) no more often than the chunk's own edges do.
   const int64_t budget = std::max<int64_t>(1, 6144 / (kXi * kGemmNR));
   const int64_t sub = std::min(T, tl.cols <= budget ? budget / tl.cols * tl.cols : budget);
   const int64_t OP = (OC + kGemmMR - 1) / kGemmMR, CP = (C + kGemmNR - 1) / kGemmNR;
@@ -481,46 +532,57 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   std::fill_n(du, slabs * kXi * filters, 0.0f);
   const int64_t zs = OP * T * kGemmMR + 16, vts = CP * T * kGemmNR + 16;  // + a cache line: see the forward pass
   const bool prefetch_x = prefetch_planes(s.N * C * s.H * s.W), prefetch_dy = prefetch_planes(s.N * OC * P);
-  const ThreadSlices scratch = thread_slices(kXi * (zs + vts + sub * kGemmNR) + M * M * sub * kGemmMR, sub);
+  // The strips of a panel of NR input channels (patch_strips floats each) and of MR output
+  // channels of dy (block_strips each), and the offsets where each (tile, channel) reads them.
+  constexpr int64_t A = Winograd<M>::kAlpha;
+  const int64_t sp = strip_stride<M>(tl, sub, 2), sb = strip_stride<M>(tl, sub, 0);
+  const int64_t patch_strips = max_runs(tl, sub) * A * sp, block_strips = max_runs(tl, sub) * M * sb;
+  const ThreadSlices scratch = thread_slices(
+      kXi * (zs + vts + sub * kGemmNR) + kGemmNR * patch_strips + kGemmMR * block_strips, sub, sub * (kGemmNR + kGemmMR));
 #pragma omp parallel for schedule(static)
   for (int64_t slab = 0; slab < slabs; ++slab) {
     // zp: Z[ξ] as the micro-kernel's A operand, zp[ξ][oc panel][tile][MR];
     // vt: V[ξ]ᵀ as its B operand, vt[ξ][c panel][tile][NR].
-    float* zp = scratch.floats_of(omp_get_thread_num());
+    const int thread = omp_get_thread_num();
+    float* zp = scratch.floats_of(thread);
     float* vt = zp + kXi * zs;
-    // d: a panel of NR input channels' patches side by side, d[position][tile][lane];
-    // blk: the same for the M×M blocks of dy of a panel of MR output channels. In a last,
-    // partial panel the lanes past the last channel hold another panel's values (zeros at
-    // first): they only reach rows and columns of dU that gemm_tile_rows drops.
+    // d: Bᵀ d of a panel of NR input channels' patches side by side, d[position][tile][lane].
+    // In a last, partial panel the strips of the lanes past the last channel hold another
+    // panel's rows (zeros at first): they only reach rows and columns of dU that gemm_tile_rows
+    // drops.
     float* d = vt + kXi * vts;
-    float* blk = d + kXi * sub * kGemmNR;
-    std::fill_n(d, kXi * sub * kGemmNR, 0.0f);
-    std::fill_n(blk, M * M * sub * kGemmMR, 0.0f);
+    float* x_strips = d + kXi * sub * kGemmNR;
+    float* dy_strips = x_strips + kGemmNR * patch_strips;
+    std::fill_n(x_strips, kGemmNR * patch_strips + kGemmMR * block_strips, 0.0f);
+    int32_t* x_idx = scratch.offsets_of(thread);
+    int32_t* dy_idx = x_idx + sub * kGemmNR;
     float* dus = du + slab * kXi * filters;
     for (int64_t chunk = slab * chunks / slabs; chunk < (slab + 1) * chunks / slabs; ++chunk) {
       const int64_t t0 = chunk * T, t1 = std::min(tl.total, t0 + T);
-      // The transforms write the panels in place: tiles are the rows of a panel and its channels
-      // the lanes, which is d's layout, so each panel's channels are gathered into their lanes
-      // of d and transformed together; likewise the blocks of dy into blk, MR output channels
-      // side by side. A few tiles at a time (sub), so that d and blk stay in L1 between the
-      // gather and the transform: over the whole chunk they would not (ResNet-18's 64-channel
-      // layer: 256 KB), and the input transform took longer than the products.
-      TileRun* run_buffer = scratch.runs_of(omp_get_thread_num());
+      // The transforms write the panels: tiles are the rows of a panel and its channels the
+      // lanes, so each value e of a position is lane e % NR of tile e / NR (MR for Z). A few
+      // tiles at a time (sub), so that d and the strips stay in L1 between the copies and the
+      // transforms: over the whole chunk they would not (ResNet-18's 64-channel layer: 256 KB),
+      // and the input transform took longer than the products.
+      TileRun* run_buffer = scratch.runs_of(thread);
       for (int64_t s0 = t0; s0 < t1; s0 += sub) {
         const int64_t n = std::min(sub, t1 - s0);
         const std::span<const TileRun> runs(run_buffer, static_cast<size_t>(tile_runs(tl, s0, s0 + n, run_buffer)));
         const int64_t e0 = s0 - t0;  // the sub-chunk's first tile in the chunk's panels
+        strip_offsets<M>(runs, A, sp, kGemmNR, patch_strips, x_idx);
+        strip_offsets<M>(runs, M, sb, kGemmMR, block_strips, dy_idx);
         for (int64_t cp = 0; cp < CP; ++cp) {
           for (int64_t c = cp * kGemmNR; c < std::min(C, (cp + 1) * kGemmNR); ++c)
-            gather_patches<M>(x + c * s.H * s.W, C * s.H * s.W, s, runs, d + c % kGemmNR, n * kGemmNR, kGemmNR,
-                              prefetch_x);
-          transform_patches<M>(d, n * kGemmNR,
+            fill_patch_strips<M>(x + c * s.H * s.W, C * s.H * s.W, s, runs, x_strips + c % kGemmNR * patch_strips, sp,
+                                 prefetch_x);
+          transform_patches<M>(StripLoader{x_strips, sp, x_idx}, d, n * kGemmNR,
                                [&](int64_t xi, int64_t e) { return vt + xi * vts + (cp * T + e0) * kGemmNR + e; });
         }
         for (int64_t op = 0; op < OP; ++op) {
           for (int64_t oc = op * kGemmMR; oc < std::min(OC, (op + 1) * kGemmMR); ++oc)
-            gather_blocks<M>(dy + oc * P, OC * P, s, runs, blk + oc % kGemmMR, n * kGemmMR, kGemmMR, prefetch_dy);
-          transform_blocks<M>(blk, n * kGemmMR, [&](int64_t xi) { return zp + xi * zs + (op * T + e0) * kGemmMR; });
+            fill_block_strips<M>(dy + oc * P, OC * P, s, runs, dy_strips + oc % kGemmMR * block_strips, sb, prefetch_dy);
+          transform_blocks<M>(StripLoader{dy_strips, sb, dy_idx}, n * kGemmMR,
+                              [&](int64_t xi) { return zp + xi * zs + (op * T + e0) * kGemmMR; });
         }
       }
       const int64_t kc = t1 - t0;  // the chunk's tiles; a short last chunk leaves the rest of the panels unread
