@@ -118,8 +118,9 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
     Shape x, w;
     int64_t stride, padding, groups;
   };
-  // implicit with rows read in place (stride 1, 35-pixel rows; with 4 groups, the direct weight
-  // gradient's ranges of blocks spanning groups), implicit with packed panels
+  // implicit with rows read in place (stride 1, 35-pixel rows; 32-pixel rows, whose weight
+  // gradient reads dy in place; with 4 groups, the direct weight gradient's ranges of blocks
+  // spanning groups), implicit with packed panels
   // (stride 2; its gradients go through im2col), implicit with panels spanning images (3×3
   // maps), implicit with rows of 15 read in place, implicit with the weight gradient as one
   // GEMM (128 channels, 3 images of 10×10: two blocks of depth), im2col (with several
@@ -128,6 +129,7 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
   // gradient's 3 slabs over 4 chunks; 128 channels: chunks of 32 tiles; 20 → 7 channels: slabs
   // and partial panels of both operands), winograd4 (360 tiles of 4×4 outputs, 20 → 7).
   for (const Case& k : {Case{"implicit", {3, 8, 7, 35}, {6, 8, 3, 3}, 1, 1, 1},
+                        Case{"implicit", {3, 8, 4, 32}, {16, 8, 3, 3}, 1, 1, 1},
                         Case{"implicit", {2, 8, 15, 15}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"implicit", {2, 8, 6, 20}, {12, 2, 3, 3}, 1, 1, 4},
                         Case{"implicit", {3, 128, 10, 10}, {128, 128, 3, 3}, 1, 1, 1},

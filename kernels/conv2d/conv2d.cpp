@@ -124,6 +124,9 @@ OpDef make_conv2d() {
         // 4 groups of 2 output channels: the direct weight gradient's threads each take blocks
         // of more than one group.
         s("3x3 groups=4 wide rows", {2, 8, 4, 17}, 8, 3, 1, 1, 4, true),
+        // Rows of whole vectors and whole blocks of output channels: the direct weight gradient
+        // reads dy's planes in place (two groups of 8).
+        s("3x3 groups=2 rows of 32", {2, 4, 3, 32}, 16, 3, 1, 1, 2, true),
         // The paths each fast variant chooses by shape (conv2d_implicit.cpp, conv2d_depthwise.cpp):
         s2("3x2 kernel wide rows", {2, 3, 6, 20}, 4, 3, 2, 1, 1, 1, true),  // KH != KW everywhere
         s("3x3 s2 p0", {1, 2, 7, 7}, 3, 3, 2, 0, 1, true),
