@@ -24,10 +24,13 @@ What one run measures:
            momentum 0.9, Nesterov, weight decay 5e-4; cross entropy with label smoothing 0.1
            (edl train's settings, but for its learning rate: 0.2 on a cosine schedule, which
            does not change the speed).
-Each engine runs with its own default OpenMP wait policy unless OMP_WAIT_POLICY is set: edl
-with passive (as ./dev.sh runs it: idle threads sleep, which costs edl nothing; README,
-"Threads"), PyTorch with the runtime's default (its many small parallel regions run faster with
-spinning threads: measured here 235 images/s on ResNet-20 against 212 with passive).
+Both engines run with the same OpenMP wait policy: OMP_WAIT_POLICY as the caller set it, else
+the runtime's default, where idle threads spin a while before they sleep. Both start a parallel
+region per loop, hundreds per step, and on this machine a sleeping thread takes tens of
+microseconds to wake: with passive (idle threads sleep at once, what ./dev.sh sets for a shared
+machine; README, "Threads") edl trained ResNet-20 at 512-531 images/s against 562-569 with the
+default (edl train --profile, 40 steps), and PyTorch at 212 against 235 (an earlier machine).
+Set OMP_WAIT_POLICY=passive to compare both that way.
 Subnormal floats are flushed to zero in both.
 
 Runs alternate (edl, PyTorch, edl, PyTorch, ...) because the machine may be shared: a
@@ -47,8 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# What edl runs with, unless the caller chose (PyTorch keeps the environment as it is).
-EDL_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "passive")
+# What both engines run with: the caller's choice, else the OpenMP runtime's default.
+WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "runtime default")
 
 try:
     import torch
@@ -198,8 +201,7 @@ def run_edl(edl, name, threads, steps, data_dir):
                "--batch-size", str(BATCH), "--out", out]
         if data_dir:
             cmd += ["--data-dir", data_dir]
-        env = dict(os.environ, OMP_WAIT_POLICY=EDL_WAIT_POLICY)
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)  # the same environment as PyTorch
     if proc.returncode != 0:
         sys.exit(f"edl train failed (exit {proc.returncode}): {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
     params = re.search(r"^model: \S+ \((\d+) parameters\)", proc.stdout, re.M)
@@ -308,8 +310,7 @@ def main():
     cpu = f"{cpu_model()} ({os.cpu_count()} logical CPUs)"
     print(f"\n`{command}`: {args.threads} threads, batch {BATCH}, {args.warmup} warm-up steps, "
           f"{args.repetitions} repetitions; PyTorch {torch_version}; CPU {cpu}; "
-          f"load average {load:.2f} at the start; OMP_WAIT_POLICY: edl {EDL_WAIT_POLICY}, "
-          f"PyTorch {os.environ.get('OMP_WAIT_POLICY', 'runtime default')}\n")
+          f"load average {load:.2f} at the start; OMP_WAIT_POLICY (both engines): {WAIT_POLICY}\n")
     print(table(results))
     print("\nedl: `edl train --max-steps W+S` on CIFAR-10; its number counts every step, the first one included, "
           "and its background data loader (reading, crop and flip) shares the cores.\n"
@@ -320,7 +321,7 @@ def main():
             "command": command, "threads": args.threads, "batch_size": BATCH, "warmup": args.warmup,
             "repetitions": args.repetitions, "torch_version": torch_version, "cpu": cpu,
             "load_average_at_start": load,
-            "omp_wait_policy": {"edl": EDL_WAIT_POLICY, "torch": os.environ.get("OMP_WAIT_POLICY", "default")},
+            "omp_wait_policy": WAIT_POLICY,
             "timed_steps": {model: args.steps or DEFAULT_STEPS[model] for model in models},
             "images_per_second": results,
         }, indent=2) + "\n")
