@@ -421,20 +421,26 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
   constexpr int64_t kXi = Winograd<M>::kAlpha * Winograd<M>::kAlpha;
   const int64_t C = s.C, OC = s.OC, OCP = round_up(OC, kGemmMR);
 
-  // U[ξ] (OC × C), packed as the micro-kernel's A operand: panels of MR output channels, each
-  // holding for every input channel c the MR values U[ξ][oc][c] (gemm_pack_a's layout).
-  static thread_local ScratchBuffer u_buffer, up_buffer;  // reused: fresh buffers would page-fault every call
-  float* u = u_buffer.get(kXi * OC * C);
-  float* up = up_buffer.get(kXi * OCP * C);
+  // U[ξ] (OC × C) at up + ξ·us, packed as the micro-kernel's A operand: panels of MR output
+  // channels, each holding for every input channel c the MR values U[ξ][oc][c] (gemm_pack_a's
+  // layout; zero rows past OC), written by the filter transforms as they come. One cache line
+  // more than a block needs: the transforms write α² streams a block apart, which a multiple of
+  // 4 KB would put in the same set of the L1 cache (as in vs and ms below). Against transforming
+  // into an unpadded U and packing it (AVX-512, 2 threads, bench/compare.py 3 rounds): forward
+  // and dx of ResNet-18's 256 channels 1.24×, of its 512 (F(2×2)) 1.29-1.35×, ResNet-20's 64
+  // channels 1.10-1.13×; ResNet-18's ops in training 11.47 and 11.21 -> 10.79 and 10.48 s over
+  // 7 steps (edl train --profile, two alternating pairs).
+  static thread_local ScratchBuffer up_buffer;  // reused: a fresh buffer would page-fault every call
+  const int64_t us = OCP * C + 16;
+  float* up = up_buffer.get(kXi * us);
 #pragma omp parallel for schedule(static) if (kXi * OC * C >= kParallelMin)
-  for (int64_t oc = 0; oc < OC; ++oc)
-    for (int64_t c = 0; c < C; ++c) {
-      float f[kXi];
-      transform_filter<M>(w + (oc * C + c) * 9, f);
-      for (int64_t xi = 0; xi < kXi; ++xi) u[(xi * OC + oc) * C + c] = f[xi];
-    }
-  for (int64_t xi = 0; xi < kXi; ++xi)
-    gemm_pack_a(MatrixView{u + xi * OC * C, C, 1}, 0, 0, OC, C, up + xi * OCP * C);
+  for (int64_t o0 = 0; o0 < OCP; o0 += kGemmMR)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < kGemmMR; ++r) {
+        float f[kXi] = {};
+        if (o0 + r < OC) transform_filter<M>(w + ((o0 + r) * C + c) * 9, f);
+        for (int64_t xi = 0; xi < kXi; ++xi) up[xi * us + o0 * C + c * kGemmMR + r] = f[xi];
+      }
 
   const Tiling tl = tiling(s, M);
   const int64_t T = chunk_tiles(kXi, C, OC, 512 * 1024), panels = T / kGemmNR, chunks = (tl.total + T - 1) / T;
@@ -471,7 +477,7 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
     }
     for (int64_t xi = 0; xi < kXi; ++xi)
       for (int64_t o0 = 0; o0 < OC; o0 += kGemmMR) {
-        const float* a = up + xi * OCP * C + o0 * C;  // panel o0 / MR: MR×C
+        const float* a = up + xi * us + o0 * C;  // panel o0 / MR: MR×C
         for (int64_t p = 0; p < panels; ++p) {
           const float* bp = vp + xi * vs + p * C * kGemmNR;
           gemm_tile_rows<true>(C, a, [bp](int64_t k) { return bp + k * kGemmNR; }, m + xi * ms + o0 * T + p * kGemmNR,
