@@ -97,6 +97,8 @@ static OpDef make_pool(const char* name, const char* summary, bool is_max) {
       Tensor argmax = Tensor::empty(c.out_shape, DType::s32);
       max_pool2d_forward_simd(x.data<float>(), y.data<float>(), argmax.data<int32_t>(), s);
       c.saved = {argmax};
+    } else if (avg_pool2d_is_subsample(s)) {
+      avg_pool2d_subsample_forward(x.data<float>(), y.data<float>(), s);
     } else {
       avg_pool2d_forward_simd(x.data<float>(), y.data<float>(), s);
     }
@@ -105,6 +107,11 @@ static OpDef make_pool(const char* name, const char* summary, bool is_max) {
   simd.backward = [is_max, name = op.name](BackwardCtx& c) {
     const Tensor& x = c.inputs[0];
     Pool2dShape s = pool_shape(name, x, c.attrs);
+    if (!is_max && avg_pool2d_is_subsample(s)) {  // writes every value: no zeroed tensor needed
+      Tensor dx = Tensor::empty(x.shape(), x.dtype());
+      avg_pool2d_subsample_backward(c.dy.data<float>(), dx.data<float>(), s);
+      return Tensors{dx};
+    }
     Tensor dx = Tensor::zeros(x.shape(), x.dtype());
     if (is_max) max_pool2d_backward_simd(c.saved[0].data<int32_t>(), c.dy.data<float>(), dx.data<float>(), s);
     else avg_pool2d_backward_simd(c.dy.data<float>(), dx.data<float>(), s);
