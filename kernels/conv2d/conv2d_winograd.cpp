@@ -548,10 +548,15 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   // its two slabs one did 7 times the other's work (2 threads no faster than 1).
   const int64_t largest = chunk_tiles(kXi, C, OC, kWgradChunkBytes), chunks = (tl.total + largest - 1) / largest;
   const int64_t T = round_up((tl.total + chunks - 1) / chunks, kGemmNR);
-  // Tiles per copy-and-transform step: d (α²·NR floats a tile) at most 24 KB, and a multiple
+  // Tiles per copy-and-transform step: d (α²·NR floats a tile) at most 96 KB, and a multiple
   // of a row of tiles where a row fits, so that the steps cut the chunk's runs of tiles (which
   // are copied row by row: short runs cost more) no more often than the chunk's own edges do.
-  const int64_t budget = std::max<int64_t>(1, 6144 / (kXi * kGemmNR));
+  // d in L1 (24 KB) paid while its values were placed one by one; with the strips, larger steps
+  // (fewer, longer runs) do: AVX-512, 2 threads, bench/compare.py 3 rounds, dw of ResNet-18's
+  // 64- to 512-channel layers 1.03-1.21×, airbench's 1.03-1.28×, ResNet-20's 1.00-1.18×
+  // against 24 KB; ResNet-18's Winograd backward in training 3.30 + 1.54 and 3.31 + 1.35 s ->
+  // 3.08 + 1.41 and 3.08 + 1.32 s over 7 steps; 192 KB was no faster.
+  const int64_t budget = std::max<int64_t>(1, 24576 / (kXi * kGemmNR));
   const int64_t sub = std::min(T, tl.cols <= budget ? budget / tl.cols * tl.cols : budget);
   const int64_t OP = (OC + kGemmMR - 1) / kGemmMR, CP = (C + kGemmNR - 1) / kGemmNR;
   const int64_t slabs = std::clamp<int64_t>(tl.total / 256, 1, std::min<int64_t>(8, chunks));
