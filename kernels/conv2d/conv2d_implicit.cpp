@@ -297,7 +297,7 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
     std::vector<float> part(static_cast<size_t>((task1 - task0) * block_floats), 0.0f);
     // The planes of dyr of this thread's output channels (whole blocks: a partial last block's
     // missing channels stay zero) and one padded plane of x, rewritten per image and channel
-    // (borders and tails stay zero). Aligned, so that dy's loads are.
+    // (borders and tails stay zero).
     static thread_local ScratchBuffer dyr_buf, x_buf;
     float* dyr = dy_in_place ? nullptr : dyr_buf.get((task1 - task0) * OB * len);
     float* xp = x_buf.get(x_floats);

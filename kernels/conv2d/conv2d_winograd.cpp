@@ -595,9 +595,9 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
       const int64_t t0 = chunk * T, t1 = std::min(tl.total, t0 + T);
       // The transforms write the panels: tiles are the rows of a panel and its channels the
       // lanes, so each value e of a position is lane e % NR of tile e / NR (MR for Z). A few
-      // tiles at a time (sub), so that d and the strips stay in L1 between the copies and the
-      // transforms: over the whole chunk they would not (ResNet-18's 64-channel layer: 256 KB),
-      // and the input transform took longer than the products.
+      // tiles at a time (sub, above), so that d and the strips stay in L1 or L2 between the
+      // copies and the transforms: over the whole chunk they would not (ResNet-18's 64-channel
+      // layer: 256 KB of d), and the input transform took longer than the products.
       TileRun* run_buffer = scratch.runs_of(thread);
       for (int64_t s0 = t0; s0 < t1; s0 += sub) {
         const int64_t n = std::min(sub, t1 - s0);

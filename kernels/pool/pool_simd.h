@@ -20,7 +20,7 @@
 // instruction set here has (AVX-512 would), so it stays a scalar loop, threaded over planes.
 // Average backward mirrors the forward: dy / (K*K) is spread into a row buffer at the window
 // starts (zeros between them) and each tap adds that buffer to its row of dx with whole
-// registers. Backward kernels accumulate (+=), but for subsampling (below), which writes.
+// registers. The backward kernels add (+=) into a zeroed dx; subsampling's (below) writes it.
 //
 // Tested by: ctest -R 'op\.(max_pool2d|avg_pool2d|global_avg_pool2d)\.'
 // Benchmarked by: build/bench/edl_bench --benchmark_filter='pool2d/'
