@@ -127,6 +127,11 @@ OpDef make_conv2d() {
         // Rows of whole vectors and whole blocks of output channels: the direct weight gradient
         // reads dy's planes in place (two groups of 8).
         s("3x3 groups=2 rows of 32", {2, 4, 3, 32}, 16, 3, 1, 1, 2, true),
+        // Stride 2 on rows of 32 pixels and more: the data gradient is written phase by phase
+        // (col2im_write_channel_s2), every parity of tap and column, an odd last column.
+        s("3x3 s2 p1 rows of 33", {1, 2, 5, 33}, 3, 3, 2, 1, 1, true),
+        s("2x2 s2 p0 rows of 32", {1, 2, 4, 32}, 3, 2, 2, 0, 1, false),
+        s("1x1 s2 rows of 32", {2, 3, 3, 32}, 2, 1, 2, 0, 1, false),
         // The paths each fast variant chooses by shape (conv2d_implicit.cpp, conv2d_depthwise.cpp):
         s2("3x2 kernel wide rows", {2, 3, 6, 20}, 4, 3, 2, 1, 1, 1, true),  // KH != KW everywhere
         s("3x3 s2 p0", {1, 2, 7, 7}, 3, 3, 2, 0, 1, true),

@@ -92,8 +92,13 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
   for (int64_t ch = 0; ch < chunks; ++ch)
     for (int64_t n0 = ch * chunk; n0 < std::min(s.N, (ch + 1) * chunk); n0 += nb_max) {
       const int64_t nb = std::min(nb_max, s.N - n0), ld = nb * P;  // chunk is whole products
-      const BackwardScratch b = backward_scratch(OCG * nb_max * P, CKK * nb_max * P);
-      if (dx) std::fill_n(dx + n0 * s.C * s.H * s.W, nb * s.C * s.H * s.W, 0.0f);  // col2im adds into it
+      const BackwardScratch b = backward_scratch(OCG * nb_max * P, CKK * nb_max * P + s.W + 2);
+      // col2im_write_channel_s2 writes dx, col2im_add_channel adds into it: the first where its
+      // halves of a row are whole vectors (AVX-512, 2 threads, bench/compare.py 3 rounds, dx:
+      // 32×32 inputs 1.04-1.34×, 16×16 and 8×8 ones 0.62-0.95×: short rows, where the zeroed
+      // plane of the second costs little).
+      const bool write_dx = s.stride == 2 && s.W >= 32;
+      if (dx && !write_dx) std::fill_n(dx + n0 * s.C * s.H * s.W, nb * s.C * s.H * s.W, 0.0f);
       for (int64_t g = 0; g < s.groups; ++g) {
         for (int64_t i = 0; i < nb; ++i) {
           for (int64_t oc = 0; oc < OCG; ++oc)
@@ -109,9 +114,13 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
         }
         if (dx) {
           gemm_f32(CKK, ld, OCG, {w + g * OCG * CKK, 1, CKK}, {b.dyc, ld, 1}, b.col, ld);
+          float* even = b.col + CKK * nb_max * P;  // a row's two halves (col2im_write_channel_s2)
           for (int64_t i = 0; i < nb; ++i)
-            for (int64_t c = 0; c < CG; ++c)
-              col2im_add_channel(b.col + c * KK * ld + i * P, dx + ((n0 + i) * s.C + g * CG + c) * s.H * s.W, ld, s);
+            for (int64_t c = 0; c < CG; ++c) {
+              float* dxc = dx + ((n0 + i) * s.C + g * CG + c) * s.H * s.W;
+              if (write_dx) col2im_write_channel_s2(b.col + c * KK * ld + i * P, dxc, ld, s, even, even + (s.W + 1) / 2);
+              else col2im_add_channel(b.col + c * KK * ld + i * P, dxc, ld, s);
+            }
         }
       }
     }
