@@ -105,9 +105,9 @@ inline void col2im_write_channel_s2(const float* dcol, float* dxc, int64_t ld, c
         const int64_t b = ((kw - s.padding) % 2 + 2) % 2, shift = (kw - s.padding - b) / 2;
         const int64_t cols = (s.W - b + 1) / 2;  // columns of this parity
         const int64_t j0 = std::max<int64_t>(0, shift), j1 = std::min(cols, s.OW + shift);
-        const float* src = dcol + (kh * s.KW + kw) * ld + oh * s.OW - shift;
+        const float* src = dcol + (kh * s.KW + kw) * ld + oh * s.OW;  // output row oh of the tap
         float* dst = b ? odd : even;
-        for (int64_t j = j0; j < j1; ++j) dst[j] += src[j];
+        for (int64_t j = j0; j < j1; ++j) dst[j] += src[j - shift];
       }
     }
     float* row = dxc + ih * s.W;
