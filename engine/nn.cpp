@@ -201,26 +201,19 @@ BatchNorm2d::BatchNorm2d(int64_t num_features, double eps_, double momentum_) : 
   num_batches_tracked = register_buffer("num_batches_tracked", Tensor::zeros({}, DType::s64));
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x) {
+Tensor BatchNorm2d::normalize(const Tensor& x, bool relu, const Tensor& residual) {
   // The op updates running_mean and running_var itself when training (they are buffers, not
   // differentiable inputs); the batch counter is ours. PyTorch uses it only when momentum is
   // None (a cumulative average), which edl does not offer, but keeps it in the state_dict.
-  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, relu, residual);
   if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;
   return y;
 }
 
-Tensor BatchNorm2d::forward_relu(const Tensor& x) {
-  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, /*relu=*/true);
-  if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;
-  return y;
-}
-
+Tensor BatchNorm2d::forward(const Tensor& x) { return normalize(x, /*relu=*/false, Tensor()); }
+Tensor BatchNorm2d::forward_relu(const Tensor& x) { return normalize(x, /*relu=*/true, Tensor()); }
 Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
-  Tensor y =
-      batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, /*relu=*/true, residual);
-  if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;
-  return y;
+  return normalize(x, /*relu=*/true, residual);
 }
 
 Dropout::Dropout(double p_) : p(p_), rng_(global_rng().next()) {

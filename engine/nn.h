@@ -144,6 +144,11 @@ class BatchNorm2d : public Module {
   Tensor forward_add_relu(const Tensor& x, const Tensor& residual);
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   double eps, momentum;
+
+ private:
+  // The op batch_norm2d on x (with its ReLU, with the residual added when it is defined) and,
+  // when training, one more batch counted: the three forwards above.
+  Tensor normalize(const Tensor& x, bool relu, const Tensor& residual);
 };
 
 class ReLU : public Module {
