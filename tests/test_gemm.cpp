@@ -87,12 +87,12 @@ TEST_CASE("gemm: K = 0 leaves C = (accumulate ? C : 0) + epilogue; leading dimen
 
 TEST_CASE("gemm: several blocks of A, B and K are right, and bitwise identical for 1, 2 and 3 threads",
           "[gemm][threads]") {
-  // M spans three row blocks (MC = 120 with AVX2; two of 160 with AVX-512), N two column
-  // blocks (NC = 4096), K two depth blocks (KC = 256): every loop of the driver runs more than
+  // M spans two row blocks (MC = 360 with AVX2, 480 with AVX-512), N two column blocks
+  // (NC = 4096), K two depth blocks (KC = 256, then 44): every loop of the driver runs more than
   // once, each thread on its own columns. With N = 200 (13 panels of 16 with AVX2, 7 of 32 with
   // AVX-512) the threads share each block of B instead.
   const int64_t N = GENERATE(4100, 200);
-  const int64_t M = 250, K = 300;
+  const int64_t M = 500, K = 300;
   INFO("N = " << N);
   std::vector<float> a = random_vector(M * K, 6), b = random_vector(K * N, 7);
   const MatrixView A{a.data(), K, 1}, B{b.data(), N, 1};

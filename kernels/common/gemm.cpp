@@ -29,10 +29,16 @@ namespace edl {
 
 namespace {
 
-// Block sizes. KC×NR floats of B (16 KB at KC=256, NR=16) stay in the 32 KB L1 while a
-// micro-panel of A streams past; MC×KC of A (~128 KB) fits L2; KC×NC of B (4 MB) fits L3.
+// Block sizes. KC×NR floats of B (a micro-panel: 16 KB with AVX2, 32 KB with AVX-512's NR = 32)
+// stay in L1 (32 or 48 KB) while the micro-panels of A stream past; MC×KC of A fits L2; KC×NC
+// of B (4 MB) fits L3.
 constexpr int64_t KC = 256;
-constexpr int64_t MC = kGemmMR * 20;
+// 60 micro-panels of A (480 KB with AVX-512): each micro-panel of B brought into L1 then serves
+// 60 tiles, where 20 (160 KB) served a third as many. AVX-512, 2 MB of L2 per core,
+// bench/compare.py 3 rounds, oneDNN's entries the control (0.97–1.02×): 2048³ on 1 thread
+// 1.06× and 1.09× (two runs), 1024³ 0.98–1.06×; the im2col products 0.97–1.10× (products of
+// 256 rows, now one block: airbench's M=256 K=576 N=28800 1.10×, M=256 K=2304 N=1152 1.27×).
+constexpr int64_t MC = kGemmMR * 60;
 constexpr int64_t NC = 4096;
 // With one block of A (M <= MC) each packed panel of B is used once, by that block, right after
 // it is packed: blocks of B that fit the L2 cache (1 MB at KC = 256) are then read back from
