@@ -52,6 +52,17 @@ constexpr double kParallelFlops = 4e6;
 // Products of several blocks of A with at least this many panels of B (NR columns each) per
 // thread: each thread takes its own columns (see gemm_f32_packed).
 constexpr int64_t kOwnColumnsPanels = 32;
+// Depth up to which a thread on its own columns runs each micro-panel of A along the whole row
+// of B's panels (ir outer, jr inner) rather than each panel of B down the block of A. A shallow
+// product is mostly the writing of C: in that order each of a tile's MR rows of C is written
+// left to right, MR sequential streams that the hardware prefetchers follow, where going down
+// the block wrote MR·NR floats at a time a row of C apart (a power of two in im2col products:
+// the same cache sets). Deeper products keep the panel of B in L1 for the whole block of A.
+// AVX-512, bench/compare.py 3 rounds: ResNet-18's M=128 K=64 N=32768 1.51× on 1 thread and 1.08×
+// on 2, M=64 K=27 N=131072 1.43× and 1.14×, M=256 K=128 N=8192 1.08× on 1 thread; deeper
+// products 0.98–1.01×. The same order for every depth cost 2048³ on 1 thread 0.78× (its
+// panels of B, 2 MB, then came from L3 for every tile).
+constexpr int64_t kShallowKC = 128;
 
 // Ap: the mc×kc block of A at (i0, k0) as micro-panels of MR rows (see gemm_pack_a in gemm.h).
 // Whole panels of a row-major or transposed A get a loop with a unit stride and no test for
@@ -224,16 +235,20 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
           for (int64_t ic = 0; ic < M; ic += mcb) {
             const int64_t mc = std::min(mcb, M - ic);
             packer.pack_a(ic, pc, mc, kc, ap);
-            for (int64_t jr = 0; jr < nc; jr += kGemmNR) {
-              const int64_t nr = std::min<int64_t>(kGemmNR, nc - jr);
+            const auto tile = [&](int64_t ir, int64_t jr) {  // C[ic+ir.., jc+jr..] += Ap[ir] · Bp[jr]
+              const int64_t nr = std::min<int64_t>(kGemmNR, nc - jr), mr = std::min<int64_t>(kGemmMR, mc - ir);
               const float* b_panel = bp + jr * kc;
-              for (int64_t ir = 0; ir < mc; ir += kGemmMR) {
-                const int64_t mr = std::min<int64_t>(kGemmMR, mc - ir);
-                float* c = C + (ic + ir) * ldc + jc + jr;
-                gemm_tile_rows<true>(kc, ap + ir * kc, [b_panel](int64_t k) { return b_panel + k * kGemmNR; }, c,
-                                     ldc, mr, nr, accumulate);
-                if (last) apply_epilogue(ep, c, ldc, ic + ir, jc + jr, mr, nr);
-              }
+              float* c = C + (ic + ir) * ldc + jc + jr;
+              gemm_tile_rows<true>(kc, ap + ir * kc, [b_panel](int64_t k) { return b_panel + k * kGemmNR; }, c,
+                                   ldc, mr, nr, accumulate);
+              if (last) apply_epilogue(ep, c, ldc, ic + ir, jc + jr, mr, nr);
+            };
+            if (kc <= kShallowKC) {
+              for (int64_t ir = 0; ir < mc; ir += kGemmMR)
+                for (int64_t jr = 0; jr < nc; jr += kGemmNR) tile(ir, jr);
+            } else {
+              for (int64_t jr = 0; jr < nc; jr += kGemmNR)
+                for (int64_t ir = 0; ir < mc; ir += kGemmMR) tile(ir, jr);
             }
           }
         }
