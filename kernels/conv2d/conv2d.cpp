@@ -161,6 +161,11 @@ OpDef make_conv2d() {
         s("3x3 maps, 35 images, groups=2", {35, 4, 3, 3}, 6, 3, 1, 1, 2, true, false),
         s("7x7 maps, 288 taps, 20 images", {20, 32, 7, 7}, 8, 3, 1, 1, 1, false, false),
         s("3x3 s2 on 9x9, 20 images", {20, 4, 9, 9}, 5, 3, 2, 1, 1, false, false),
+        // Stride 2 on even maps reads the phase planes in place (conv2d_implicit.cpp): 8×31
+        // outputs, panels across output rows and a short last one; with groups, 288 taps per
+        // group (two K blocks).
+        s("3x3 s2 p1 8x31 outputs (phase planes), bias", {2, 3, 16, 62}, 5, 3, 2, 1, 1, true, false),
+        s("3x3 s2 p1 groups=2, 288 taps per group (phase planes)", {1, 64, 16, 16}, 8, 3, 2, 1, 2, false, false),
         // Wide layers take the weight gradient as one GEMM over the batch (128 output channels
         // and 1024 taps per group and up): pixels of several images in one block of its depth,
         // stride 2, groups.
