@@ -163,9 +163,10 @@ OpDef make_conv2d() {
         s("3x3 s2 on 9x9, 20 images", {20, 4, 9, 9}, 5, 3, 2, 1, 1, false, false),
         // Stride 2 on even maps reads the phase planes in place (conv2d_implicit.cpp): 8×31
         // outputs, panels across output rows and a short last one; with groups, 288 taps per
-        // group (two K blocks).
+        // group (two K blocks) and whole blocks of 8 output channels on 8×8 outputs, whose
+        // weight gradient runs down the phase planes (the direct kernel).
         s("3x3 s2 p1 8x31 outputs (phase planes), bias", {2, 3, 16, 62}, 5, 3, 2, 1, 1, true, false),
-        s("3x3 s2 p1 groups=2, 288 taps per group (phase planes)", {1, 64, 16, 16}, 8, 3, 2, 1, 2, false, false),
+        s("3x3 s2 p1 groups=2, 288 taps per group (phase planes)", {2, 64, 16, 16}, 16, 3, 2, 1, 2, true, false),
         // Wide layers take the weight gradient as one GEMM over the batch (128 output channels
         // and 1024 taps per group and up): pixels of several images in one block of its depth,
         // stride 2, groups.

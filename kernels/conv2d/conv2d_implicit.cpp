@@ -103,6 +103,51 @@ void pack_panel_from_image(const float* x, const Conv2dShape& s, int64_t k0, int
   }
 }
 
+// A 3×3 convolution of stride 2 and padding 1 on a map of even height and width reads output
+// pixel (oh, ow)'s taps at input rows 2oh-1, 2oh, 2oh+1 and columns 2ow-1, 2ow, 2ow+1. Split a
+// channel's rows by parity (even rows 2r, odd rows 2r+1) and its columns into three planes of
+// OW columns (column j holds input column 2j-1, 2j or 2j+1: kw = 0, 1, 2), and every tap reads
+// an OH×OW block of one of the six planes, in the output's raster order:
+//
+//   tap (kh, kw)    plane              rows
+//   kh = 0          odd rows,  kw      r = oh - 1  (row -1: a row of zeros, the top padding)
+//   kh = 1          even rows, kw      r = oh
+//   kh = 2          odd rows,  kw      r = oh
+//
+// (the left padding is plane kw = 0's column 0, a zero; H and W even leave no bottom or right
+// padding to read). So a run of output pixels in raster order reads each tap as consecutive
+// floats of a plane, as a stride-1 convolution's output row reads its padded input row: the
+// planes are written once per image (1.5 times the channel's floats, in order), where packing
+// panels gathered every value nine times, one float at a time, a stride of 2 apart.
+// Layout of one channel: six planes [even: kw = 0, 1, 2][odd: kw = 0, 1, 2], each OH + 1 rows
+// of OW floats, row 0 zeros (read only by the odd planes) and row r + 1 holding row r.
+struct PhasePlanes {
+  int64_t OH, OW, W, plane, channel;
+  explicit PhasePlanes(const Conv2dShape& s)
+      : OH(s.OH), OW(s.OW), W(s.W), plane((s.OH + 1) * s.OW), channel(6 * (s.OH + 1) * s.OW) {}
+  // Of tap (c, kh, kw) for output pixel 0, from the buffer's start.
+  int64_t offset(int64_t c, int64_t kh, int64_t kw) const {
+    return c * channel + ((kh == 1 ? 0 : 3) + kw) * plane + (kh == 0 ? 0 : OW);
+  }
+  // Writes the planes of one channel xc (H×W) into dst (channel floats; row 0 of each plane is
+  // left as it is: zero).
+  void fill(const float* xc, float* dst) const {
+    for (int64_t r = 0; r < OH; ++r)
+      for (int64_t parity = 0; parity < 2; ++parity) {
+        const float* src = xc + (2 * r + parity) * W;
+        float* d = dst + 3 * parity * plane + (r + 1) * OW;
+        d[0] = 0.0f;  // input column -1: padding
+        for (int64_t j = 1; j < OW; ++j) d[j] = src[2 * j - 1];
+        for (int64_t j = 0; j < OW; ++j) d[plane + j] = src[2 * j];
+        for (int64_t j = 0; j < OW; ++j) d[2 * plane + j] = src[2 * j + 1];
+      }
+  }
+};
+
+bool phase_planes_fit(const Conv2dShape& s) {
+  return s.stride == 2 && s.KH == 3 && s.KW == 3 && s.padding == 1 && s.H % 2 == 0 && s.W % 2 == 0;
+}
+
 // ---- weight gradient as an implicit GEMM ---------------------------------------------------
 //
 //   dw[g] (OCG × CKK)  +=  dy[g] (OCG × N·P)  ·  col[g]ᵀ (N·P × CKK)
@@ -243,16 +288,20 @@ struct WgradRows {
   int64_t rows, len, dy_row, x_row;
 };
 
-// part[o*o_stride + t*kL + lane] += the OB×TB sums above over the rows.
-template <int OB, int TB>
-void wgrad_tile(const float* dy, int64_t dy_plane, const float* x, const WgradRows& rw, float* part, int64_t o_stride) {
+// part[o*o_stride + t*kL + lane] += the OB×TB sums above over the rows; tap t reads the image
+// at x + t (the next column), or x + t*plane on stride 2's phase planes (kPlanes: the next
+// plane). The stride-1 kernel keeps its taps a compile-time float apart: with the distance a
+// variable, ResNet-20's 16-channel weight gradient took 0.96× as long.
+template <int OB, int TB, bool kPlanes>
+void wgrad_tile(const float* dy, int64_t dy_plane, const float* x, int64_t plane, const WgradRows& rw, float* part,
+                int64_t o_stride) {
   WBatch acc[OB][TB];
   for (int o = 0; o < OB; ++o)
     for (int t = 0; t < TB; ++t) acc[o][t] = WBatch(0.0f);
   for (int64_t r = 0; r < rw.rows; ++r, dy += rw.dy_row, x += rw.x_row)
     for (int64_t i = 0; i < rw.len; i += kL) {
       WBatch xv[TB];
-      for (int t = 0; t < TB; ++t) xv[t] = in_register(WBatch::load_unaligned(x + i + t));
+      for (int t = 0; t < TB; ++t) xv[t] = in_register(WBatch::load_unaligned(x + (kPlanes ? t * plane : t) + i));
       for (int o = 0; o < OB; ++o) {
         const WBatch dv = in_register(WBatch::load_unaligned(dy + o * dy_plane + i));
         for (int t = 0; t < TB; ++t) acc[o][t] = xsimd::fma(dv, xv[t], acc[o][t]);
@@ -266,19 +315,31 @@ void wgrad_tile(const float* dy, int64_t dy_plane, const float* x, const WgradRo
 }
 
 // The tile for TB = 1, 2 or 3 taps (the last taps of a row of the kernel may be fewer than 3).
-void wgrad_taps(int64_t TB, const float* dy, int64_t dy_plane, const float* x, const WgradRows& rw, float* part,
-                int64_t o_stride) {
-  if (TB == 3) wgrad_tile<kWgradOB, 3>(dy, dy_plane, x, rw, part, o_stride);
-  else if (TB == 2) wgrad_tile<kWgradOB, 2>(dy, dy_plane, x, rw, part, o_stride);
-  else wgrad_tile<kWgradOB, 1>(dy, dy_plane, x, rw, part, o_stride);
+// (plane > 0: taps on phase planes, that many floats apart.)
+void wgrad_taps(int64_t TB, const float* dy, int64_t dy_plane, const float* x, int64_t plane, const WgradRows& rw,
+                float* part, int64_t o_stride) {
+  if (plane > 0) wgrad_tile<kWgradOB, 3, true>(dy, dy_plane, x, plane, rw, part, o_stride);  // TB = KW = 3
+  else if (TB == 3) wgrad_tile<kWgradOB, 3, false>(dy, dy_plane, x, 0, rw, part, o_stride);
+  else if (TB == 2) wgrad_tile<kWgradOB, 2, false>(dy, dy_plane, x, 0, rw, part, o_stride);
+  else wgrad_tile<kWgradOB, 1, false>(dy, dy_plane, x, 0, rw, part, o_stride);
 }
 
-// dw += the weight gradient of a stride-1 convolution (see above).
+// dw += the weight gradient of a stride-1 convolution (see above), or of a stride-2 one on
+// phase planes (PhasePlanes; conv2d_implicit_wgrad_is_direct says which): there each tap reads
+// P = OH·OW consecutive floats of a plane in the output's raster order, so the sums run down
+// dy's plane and the tap's block of the plane as one long row, and taps kw = 0, 1, 2 of a row
+// of the kernel are the same place in three neighbouring planes.
 void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2dShape& s) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW;
+  const bool phases = s.stride == 2;
+  const PhasePlanes pp(s);
   const int64_t Wr = s.W + 2 * s.padding;                // = OW + KW - 1 at stride 1
   const int64_t len = (s.OH * Wr + kL - 1) / kL * kL;    // a plane of dyr, in whole vectors
-  const int64_t x_floats = len + (s.KH - 1) * Wr + s.KW;  // the furthest any tap reads
+  // Phase planes of a few images at a time, about 1024 pixels (P = 64: 16 images): the sums of
+  // a tile then run down all of them in one call, where one image's 64 pixels were 4 steps
+  // between loading and storing the tile's 24 partial sums.
+  const int64_t P = s.OH * s.OW, images = phases ? std::clamp<int64_t>((1024 + P - 1) / P, 1, s.N) : 1;
+  const int64_t x_floats = phases ? images * pp.channel : len + (s.KH - 1) * Wr + s.KW;  // the furthest any tap reads
   constexpr int64_t OB = kWgradOB;
   const int64_t blocks = (OCG + OB - 1) / OB, tasks = s.groups * blocks;
   const int64_t block_floats = OB * CG * KK * kL;  // one block's sums, lane by lane
@@ -287,7 +348,9 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
   // would read past its channels); copying them into dyr took, with the copies of x, a third of
   // the time. AVX-512, bench/compare.py 3 rounds, 2 threads: ResNet-20's 16 -> 16 layer 3.29 ->
   // 2.98 ms, the stems of ResNet-20 and ResNet-18 1.39× and 1.44× as fast.
-  const bool dy_in_place = s.OW % kL == 0 && OCG % OB == 0;
+  // (With phase planes dy is always read in place: conv2d_implicit_wgrad_is_direct asks for
+  // planes of whole vectors and whole blocks.)
+  const bool dy_in_place = phases || (s.OW % kL == 0 && OCG % OB == 0);
   const WgradRows rw = dy_in_place ? WgradRows{s.OH, s.OW, s.OW, Wr} : WgradRows{1, len, 0, 0};
 #pragma omp parallel
   {
@@ -303,7 +366,7 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
     float* xp = x_buf.get(x_floats);
     if (!dy_in_place) std::fill_n(dyr, (task1 - task0) * OB * len, 0.0f);
     std::fill_n(xp, x_floats, 0.0f);
-    for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t n = 0; n < s.N; n += images)
       for (int64_t first = task0; first < task1;) {  // the tasks of one group at a time
         const int64_t g = first / blocks, last = std::min(task1, (g + 1) * blocks);
         for (int64_t task = first; task < last && !dy_in_place; ++task) {
@@ -315,7 +378,13 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
         }
         for (int64_t c = 0; c < CG; ++c) {
           const float* xsrc = x + (n * s.C + g * CG + c) * s.H * s.W;
-          for (int64_t h = 0; h < s.H; ++h) std::copy_n(xsrc + h * s.W, s.W, xp + (h + s.padding) * Wr + s.padding);
+          const int64_t nb = std::min(images, s.N - n);
+          if (phases)
+            for (int64_t i = 0; i < nb; ++i) pp.fill(xsrc + i * s.C * s.H * s.W, xp + i * pp.channel);
+          else
+            for (int64_t h = 0; h < s.H; ++h) std::copy_n(xsrc + h * s.W, s.W, xp + (h + s.padding) * Wr + s.padding);
+          // with phase planes: the tap's block of each image's planes, one image a row
+          const WgradRows rows = phases ? WgradRows{nb, P, s.OC * P, pp.channel} : rw;
           for (int64_t task = first; task < last; ++task) {
             const float* d = dy_in_place ? dy + (n * s.OC + g * OCG + task % blocks * OB) * s.OH * s.OW
                                          : dyr + (task - task0) * OB * len;
@@ -323,7 +392,8 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
             float* pblock = part.data() + (task - task0) * block_floats + c * KK * kL;
             for (int64_t kh = 0; kh < s.KH; ++kh)
               for (int64_t kw = 0; kw < s.KW; kw += 3)
-                wgrad_taps(std::min<int64_t>(3, s.KW - kw), d, d_plane, xp + kh * Wr + kw, rw,
+                wgrad_taps(std::min<int64_t>(3, s.KW - kw), d, d_plane,
+                           phases ? xp + pp.offset(0, kh, kw) : xp + kh * Wr + kw, phases ? pp.plane : 0, rows,
                            pblock + (kh * s.KW + kw) * kL, o_stride);
           }
         }
@@ -344,6 +414,8 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
 }
 #else
 constexpr bool kDirectWgrad = false;  // no SIMD type: the weight gradient stays on im2col
+constexpr int64_t kL = 1;
+constexpr int kWgradOB = 1;
 void conv2d_wgrad_direct(const float*, const float*, float*, const Conv2dShape&) {}
 #endif
 
@@ -356,56 +428,6 @@ void conv2d_wgrad_direct(const float*, const float*, float*, const Conv2dShape&)
 bool rows_in_place(int64_t OW) {
   const int64_t padded = (OW + kGemmNR - 1) / kGemmNR * kGemmNR;  // whole panels
   return OW >= kGemmNR || 8 * OW >= 7 * padded;
-}
-
-// A 3×3 convolution of stride 2 and padding 1 on a map of even height and width reads output
-// pixel (oh, ow)'s taps at input rows 2oh-1, 2oh, 2oh+1 and columns 2ow-1, 2ow, 2ow+1. Split a
-// channel's rows by parity (even rows 2r, odd rows 2r+1) and its columns into three planes of
-// OW columns (column j holds input column 2j-1, 2j or 2j+1: kw = 0, 1, 2), and every tap reads
-// an OH×OW block of one of the six planes, in the output's raster order:
-//
-//   tap (kh, kw)    plane              rows
-//   kh = 0          odd rows,  kw      r = oh - 1  (row -1: a row of zeros, the top padding)
-//   kh = 1          even rows, kw      r = oh
-//   kh = 2          odd rows,  kw      r = oh
-//
-// (the left padding is plane kw = 0's column 0, a zero; H and W even leave no bottom or right
-// padding to read). So a run of output pixels in raster order reads each tap as consecutive
-// floats of a plane, as a stride-1 convolution's output row reads its padded input row: the
-// planes are written once per image (1.5 times the channel's floats, in order), where packing
-// panels gathered every value nine times, one float at a time, a stride of 2 apart.
-// Layout of one channel: six planes [even: kw = 0, 1, 2][odd: kw = 0, 1, 2], each OH + 1 rows
-// of OW floats, row 0 zeros (read only by the odd planes) and row r + 1 holding row r.
-struct PhasePlanes {
-  int64_t OH, OW, W, plane, channel;
-  explicit PhasePlanes(const Conv2dShape& s)
-      : OH(s.OH), OW(s.OW), W(s.W), plane((s.OH + 1) * s.OW), channel(6 * (s.OH + 1) * s.OW) {}
-  // Of tap (c, kh, kw) for output pixel 0, from the buffer's start.
-  int64_t offset(int64_t c, int64_t kh, int64_t kw) const {
-    return c * channel + ((kh == 1 ? 0 : 3) + kw) * plane + (kh == 0 ? 0 : OW);
-  }
-  // Writes the planes of one channel xc (H×W) into dst (channel floats; row 0 of each plane is
-  // left as it is: zero).
-  void fill(const float* xc, float* dst) const {
-    for (int64_t r = 0; r < OH; ++r)
-      for (int64_t parity = 0; parity < 2; ++parity) {
-        const float* src = xc + (2 * r + parity) * W;
-        float* d = dst + 3 * parity * plane + (r + 1) * OW;
-        d[0] = 0.0f;  // input column -1: padding
-        for (int64_t j = 1; j < OW; ++j) d[j] = src[2 * j - 1];
-        for (int64_t j = 0; j < OW; ++j) d[plane + j] = src[2 * j];
-        for (int64_t j = 0; j < OW; ++j) d[2 * plane + j] = src[2 * j + 1];
-      }
-  }
-};
-
-// Also as rows_in_place: the panels of an image (its OH·OW pixels) waste at most an eighth of
-// their columns. ResNet-18's 8×8 → 4×4 layer (16 pixels, half a panel of 32) ran 0.57× as fast
-// as packed panels, which run across images.
-bool phase_planes_apply(const Conv2dShape& s) {
-  const int64_t P = s.OH * s.OW, padded = (P + kGemmNR - 1) / kGemmNR * kGemmNR;
-  return s.stride == 2 && s.KH == 3 && s.KW == 3 && s.padding == 1 && s.H % 2 == 0 && s.W % 2 == 0 &&
-         8 * P >= 7 * padded;
 }
 
 }  // namespace
@@ -498,7 +520,10 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
     return;
   }
 
-  if (phase_planes_apply(s)) {
+  // Also as rows_in_place: the panels of an image (its OH·OW pixels) waste at most an eighth of
+  // their columns. ResNet-18's 8×8 → 4×4 layer (16 pixels, half a panel of 32) ran 0.57× as
+  // fast as packed panels, which run across images.
+  if (phase_planes_fit(s) && 8 * P >= 7 * ((P + kGemmNR - 1) / kGemmNR * kGemmNR)) {
     // Stride 2 (3×3, padding 1, even maps): the image's phase planes (PhasePlanes), written
     // once per image and group into a buffer of the thread, and every row (c, kh, kw) of a
     // panel is NR consecutive floats of them, a fixed offset from the panel's first pixel.
@@ -569,8 +594,9 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
 }
 
 bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s) {
-  return kDirectWgrad && s.stride == 1 && s.OW >= kGemmNR && !conv2d_is_pointwise(s) &&
-         (s.C / s.groups) * (s.OC / s.groups) <= 128 * 128;
+  const bool rows = s.stride == 1 && s.OW >= kGemmNR && !conv2d_is_pointwise(s);
+  const bool phases = phase_planes_fit(s) && s.OH * s.OW % kL == 0 && s.OC / s.groups % kWgradOB == 0;
+  return kDirectWgrad && (rows || phases) && (s.C / s.groups) * (s.OC / s.groups) <= 128 * 128;
 }
 
 void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
@@ -594,9 +620,11 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
     conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/false);
   }
   // dw, one of three ways:
-  // - directly (conv2d_implicit_wgrad_is_direct) when the stride is 1, output rows have at
-  //   least NR pixels and there are at most 128 × 128 channels per group: its per-thread sums
-  //   (kWgradOB × C·KH·KW vectors per block of output channels) outgrow the caches beyond.
+  // - directly (conv2d_implicit_wgrad_is_direct) when the stride is 1 and output rows have at
+  //   least NR pixels, or on stride 2's phase planes (AVX-512, 2 threads, against im2col:
+  //   ResNet-20's 16 → 32 and 32 → 64 1.58× and 1.18×, ResNet-18's 64 → 128 1.12×), and there
+  //   are at most 128 × 128 channels per group: its per-thread sums (kWgradOB × C·KH·KW
+  //   vectors per block of output channels) outgrow the caches beyond.
   //   Measured (AVX2), dw alone on 2 threads (edl_bench layers/conv2d, medians of 2-3
   //   rounds): ResNet-18's 64 → 64 on 32×32 70.6 ms against im2col's 140, its 128 → 128 on
   //   16×16 88 against the batch GEMM's 181 (below); on 256 → 256 the GEMM wins (8×8 maps: 110

@@ -39,7 +39,8 @@
 // col2im either; other data gradients use conv2d_im2col.h. The weight gradient has a direct
 // kernel (conv2d_implicit.cpp: sums down the planes of dy and of the padded image, each read
 // as one long row and vectorized along it) for stride 1, output rows of at least NR pixels, up
-// to 128 × 128 channels per group and kernels other than 1×1 without padding; other wide
+// to 128 × 128 channels per group and kernels other than 1×1 without padding, and for stride 2
+// on the phase planes (whole vectors of output pixels, whole blocks of output channels); other wide
 // layers (128 output channels and 1024 taps per group and up) take it as one implicit GEMM
 // over the whole batch, dw += dy · colᵀ, the driver's panels packed straight from dy and x
 // (WgradPacker); the rest (narrow rows, strides, 1×1) use conv2d_im2col.h. (Each choice
