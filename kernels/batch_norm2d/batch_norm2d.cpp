@@ -162,13 +162,17 @@ OpDef make_batch_norm2d() {
               grad_buffer(c.needs_grad[2], c.inputs[2]), Tensor(), Tensor()};
     // The residual's gradient is dy where the ReLU passed it (written by the kernel), or dy
     // itself without a ReLU (passed on without a copy, as add's backward does).
-    const bool relu = c.attrs.i("relu", 0) != 0;
-    if (c.inputs.size() > 5) g.push_back(!c.needs_grad[5] ? Tensor() : relu ? Tensor::empty(x.shape(), x.dtype()) : c.dy);
+    const bool relu = c.attrs.i("relu", 0) != 0, residual = c.inputs.size() > 5;
+    // With a ReLU and no residual the kernel finds where the ReLU passed from x (relu_beta),
+    // which it reads anyway; after a residual's add only y tells.
+    if (residual) g.push_back(!c.needs_grad[5] ? Tensor() : relu ? Tensor::empty(x.shape(), x.dtype()) : c.dy);
     batch_norm2d_backward_simd(x.data<float>(), c.inputs[1].data<float>(), c.saved[0].data<float>(),
                                c.saved[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
                                ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), x.dim(0), x.dim(1),
-                               x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0, relu ? c.y.data<float>() : nullptr,
-                               relu && g.size() > 5 ? ptr_or_null<float>(g[5]) : nullptr);
+                               x.dim(2) * x.dim(3), c.attrs.i("training", 1) != 0,
+                               relu && residual ? c.y.data<float>() : nullptr,
+                               relu && residual ? ptr_or_null<float>(g[5]) : nullptr,
+                               relu && !residual ? c.inputs[2].data<float>() : nullptr);
     return g;
   };
   op.variants = {ref, simd};

@@ -20,9 +20,12 @@
 // Backward writes dx (=: it needs no zeroed buffer, one pass over memory fewer) and accumulates
 // (+=) into dgamma, dbeta; any of the three may be null (not needed).
 //
-// Fused ReLU (relu_y non-null in backward, relu in forward): the forward clamps in the same fma
-// loop, and the backward reads dy through the mask relu_y > 0 in both of its passes, where the
+// Fused ReLU (relu in forward; relu_y or relu_beta in backward): the forward clamps in the same
+// fma loop, and the backward reads dy through the ReLU's mask in both of its passes, where the
 // separate ReLU op would read x and dy and write a masked copy that the norm then reads again.
+// The mask is y > 0 after a residual's add; without one it is recomputed from x (relu_beta),
+// one plane fewer to read per pass: ResNet-20's BN backward 1206 / 1209 -> 1113 / 1143 ms over
+// 39 steps (edl train --profile, 2 alternating pairs), the trained weights identical bit for bit.
 // Fused residual (the end of a ResNet block, y = relu(bn(x) + r)): the forward adds r in the
 // same loop, and the backward writes r's gradient (the masked dy) — where the add and the ReLU
 // would have taken a pass over memory each way of their own. ResNet-20 (edl train --profile,
@@ -113,9 +116,19 @@ inline void batch_norm2d_stats_simd(const float* x, float* mean, float* invstd, 
   }
 }
 
-// y = x * scale + shift per channel, scale = gamma invstd, shift = beta - mean scale; plus
-// residual[i] when residual is not null. With relu, y = max(that, 0) (as the reference:
-// v > 0 ? v : 0).
+// The normalization of channel c as one fma per value, x * scale + shift: scale = gamma invstd,
+// shift = beta - mean scale (itself one fma). The backward recomputes it to find where a fused
+// ReLU passed the gradient (below), so both passes take it from here and round alike.
+struct BnAffine {
+  float scale, shift;
+};
+inline BnAffine batch_norm2d_affine(float gamma, float beta, float mean, float invstd) {
+  const float scale = gamma * invstd;
+  return {scale, std::fma(-mean, scale, beta)};
+}
+
+// y = x * scale + shift per channel (BnAffine); plus residual[i] when residual is not null.
+// With relu, y = max(that, 0) (as the reference: v > 0 ? v : 0).
 inline void batch_norm2d_forward_simd(const float* x, const float* gamma, const float* beta, const float* mean,
                                       const float* invstd, float* y, int64_t N, int64_t C, int64_t HW,
                                       bool relu = false, const float* residual = nullptr) {
@@ -124,7 +137,7 @@ inline void batch_norm2d_forward_simd(const float* x, const float* gamma, const 
 #pragma omp parallel for if (N * C * HW >= kParallelMin)
   for (int64_t p = 0; p < N * C; ++p) {
     const int64_t c = p % C;
-    const float scale = gamma[c] * invstd[c], shift = beta[c] - mean[c] * scale;
+    const auto [scale, shift] = batch_norm2d_affine(gamma[c], beta[c], mean[c], invstd[c]);
     const Vec scale_v(scale), shift_v(shift), zero(0.0f);
     const float* xp = x + p * HW;
     const float* rp = residual ? residual + p * HW : nullptr;
@@ -149,7 +162,8 @@ inline void batch_norm2d_forward_simd(const float* x, const float* gamma, const 
         xsimd::fma(Vec::load_unaligned(xp + i), scale_v, shift_v).store_unaligned(yp + i);
     }
     for (int64_t i = n_vec; i < HW; ++i) {
-      const float v = xp[i] * scale + shift + (rp ? rp[i] : 0.0f);
+      float v = std::fma(xp[i], scale, shift);  // as the vectors (and the backward's mask)
+      if (rp) v += rp[i];
       yp[i] = relu && !(v > 0) ? 0.0f : v;
     }
   }
@@ -166,24 +180,39 @@ inline float batch_norm2d_masked_dy_scalar(const float* gp, const float* yp, int
   return !yp || yp[i] > 0 ? gp[i] : 0.0f;
 }
 
+// dy masked where the ReLU's input, recomputed from x as the forward computed it (x * scale +
+// shift, no residual), was positive: the same floats, so the same mask as y > 0.
+inline Vec batch_norm2d_dy_where_x_passed(const float* gp, Vec xv, const BnAffine& aff, int64_t i) {
+  const Vec zero(0.0f);
+  return xsimd::select(xsimd::fma(xv, Vec(aff.scale), Vec(aff.shift)) > zero, Vec::load_unaligned(gp + i), zero);
+}
+inline float batch_norm2d_dy_where_x_passed_scalar(const float* gp, float x, const BnAffine& aff, int64_t i) {
+  return std::fma(x, aff.scale, aff.shift) > 0 ? gp[i] : 0.0f;
+}
+
 // The sums of dy[i] and of dy[i] (x[i] - mu) over one plane of n values (dy masked by yp as
-// above), each in two registers of partial sums (four independent chains, as above).
+// above, or with kMaskFromX where x passed the ReLU: aff), each in two registers of partial
+// sums (four independent chains, as above).
+template <bool kMaskFromX = false>
 inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, const float* yp, int64_t n, float mu,
-                                              float& sum_dy, float& sum_dy_xc) {
+                                              float& sum_dy, float& sum_dy_xc, const BnAffine& aff = {}) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = n - n % (2 * W);
   const Vec m(mu);
   Vec s0(0.0f), s1(0.0f), sx0(0.0f), sx1(0.0f);
   for (int64_t i = 0; i < n_vec; i += 2 * W) {
-    const Vec g0 = batch_norm2d_masked_dy(gp, yp, i), g1 = batch_norm2d_masked_dy(gp, yp, i + W);
+    const Vec x0 = Vec::load_unaligned(xp + i), x1 = Vec::load_unaligned(xp + i + W);
+    const Vec g0 = kMaskFromX ? batch_norm2d_dy_where_x_passed(gp, x0, aff, i) : batch_norm2d_masked_dy(gp, yp, i);
+    const Vec g1 = kMaskFromX ? batch_norm2d_dy_where_x_passed(gp, x1, aff, i + W) : batch_norm2d_masked_dy(gp, yp, i + W);
     s0 += g0;
     s1 += g1;
-    sx0 = xsimd::fma(g0, Vec::load_unaligned(xp + i) - m, sx0);
-    sx1 = xsimd::fma(g1, Vec::load_unaligned(xp + i + W) - m, sx1);
+    sx0 = xsimd::fma(g0, x0 - m, sx0);
+    sx1 = xsimd::fma(g1, x1 - m, sx1);
   }
   sum_dy = xsimd::hadd(s0 + s1), sum_dy_xc = xsimd::hadd(sx0 + sx1);
   for (int64_t i = n_vec; i < n; ++i) {
-    const float g = batch_norm2d_masked_dy_scalar(gp, yp, i);
+    const float g = kMaskFromX ? batch_norm2d_dy_where_x_passed_scalar(gp, xp[i], aff, i)
+                               : batch_norm2d_masked_dy_scalar(gp, yp, i);
     sum_dy += g;
     sum_dy_xc += g * (xp[i] - mu);
   }
@@ -192,23 +221,29 @@ inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, 
 // relu_y: the output of a fused ReLU forward (dy counts only where it is positive), or null.
 // dresidual: where to write that masked dy, the gradient of a residual added before the ReLU
 // (null: none, or no ReLU, where the residual's gradient is dy itself).
+// relu_beta: a fused ReLU without a residual (relu_y null): beta, and dy counts where x *
+// scale + shift (BnAffine) is positive — recomputed from x, which both passes read anyway,
+// rather than read from y: the sums' pass, which waits on memory, then reads two planes of
+// every channel instead of three.
 inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const float* mean, const float* invstd,
                                        const float* dy, float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C,
                                        int64_t HW, bool training, const float* relu_y = nullptr,
-                                       float* dresidual = nullptr) {
+                                       float* dresidual = nullptr, const float* relu_beta = nullptr) {
   constexpr int64_t W = Vec::size;
   const int64_t n_vec = HW - HW % W;
   const double M = static_cast<double>(N * HW);
 #pragma omp parallel for if (N * C * HW >= kParallelMin)
   for (int64_t c = 0; c < C; ++c) {
     double sum_dy = 0, sum_dy_xc = 0;  // sum(dy), sum(dy (x - mean))
+    const BnAffine aff = relu_beta ? batch_norm2d_affine(gamma[c], relu_beta[c], mean[c], invstd[c]) : BnAffine{};
     for (int64_t n = 0; n < N; ++n) {
       float s, sx;
       const int64_t p = (n * C + c) * HW, next = p + C * HW;
       prefetch_floats(x + next, HW);
       prefetch_floats(dy + next, HW);
       if (relu_y) prefetch_floats(relu_y + next, HW);
-      batch_norm2d_plane_grad_sums_simd(x + p, dy + p, relu_y ? relu_y + p : nullptr, HW, mean[c], s, sx);
+      if (relu_beta) batch_norm2d_plane_grad_sums_simd<true>(x + p, dy + p, nullptr, HW, mean[c], s, sx, aff);
+      else batch_norm2d_plane_grad_sums_simd(x + p, dy + p, relu_y ? relu_y + p : nullptr, HW, mean[c], s, sx);
       sum_dy += s, sum_dy_xc += sx;
       // The plane's masked dy, while it is in L1; dx's pass then reads it instead of dy and y
       // (ResNet-20's BN backward 1485-1515 -> 1387-1436 ms over 39 steps, against writing it
@@ -236,6 +271,15 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
       const float *xp = x + p, *gp = dresidual ? dresidual + p : dy + p;
       const float* yp = relu_y && !dresidual ? relu_y + p : nullptr;
       float* dxp = dx + p;
+      if (relu_beta) {
+        for (int64_t i = 0; i < n_vec; i += W) {
+          const Vec xv = Vec::load_unaligned(xp + i);
+          xsimd::fma(av, batch_norm2d_dy_where_x_passed(gp, xv, aff, i), xsimd::fma(bv, xv, kv)).store_unaligned(dxp + i);
+        }
+        for (int64_t i = n_vec; i < HW; ++i)
+          dxp[i] = af * batch_norm2d_dy_where_x_passed_scalar(gp, xp[i], aff, i) + bf * xp[i] + kf;
+        continue;
+      }
       for (int64_t i = 0; i < n_vec; i += W) {
         const Vec d = xsimd::fma(av, batch_norm2d_masked_dy(gp, yp, i), xsimd::fma(bv, Vec::load_unaligned(xp + i), kv));
         d.store_unaligned(dxp + i);
