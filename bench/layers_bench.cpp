@@ -124,8 +124,9 @@ void conv_backward(benchmark::State& st, const OpDef* conv, const Variant* v, co
   Tensor y = v->forward(fctx);
   Tensor dy = Tensor::ones(y.shape(), y.dtype());
   const BackwardFn& bw = v->backward ? v->backward : conv->reference().backward;
+  const Tensors none(in.size());  // no gradient held to add into
   for (auto _ : st) {
-    BackwardCtx bctx{in, s.attrs, y, saved, dy, needs};
+    BackwardCtx bctx{in, s.attrs, y, saved, dy, needs, none};
     benchmark::DoNotOptimize(bw(bctx));
   }
   st.counters["FLOP/s"] = benchmark::Counter(conv->flops(in, s.attrs), benchmark::Counter::kIsIterationInvariantRate);

@@ -40,8 +40,9 @@ void run_backward(benchmark::State& state, const OpDef* op, const Variant* v, co
   Tensor y = v->forward(fctx);
   Tensor dy = Tensor::ones(y.shape(), y.dtype());
   const BackwardFn& bw = v->backward ? v->backward : op->reference().backward;
+  const Tensors none(in.size());  // no gradient held to add into
   for (auto _ : state) {
-    BackwardCtx bctx{in, s->attrs, y, saved, dy, needs};
+    BackwardCtx bctx{in, s->attrs, y, saved, dy, needs, none};
     benchmark::DoNotOptimize(bw(bctx));
   }
   state.counters["FLOP/s"] =

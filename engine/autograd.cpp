@@ -71,6 +71,26 @@ static void add_into(Tensor& slot, const Tensor& g) {
               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 0);
 }
 
+// BackwardCtx::grad_into for the inputs a backward is asked for (part): the gradient already
+// summed for input i, where the autograd holds one that nothing else shares — no other handle,
+// view or buffer (not dy passed on by an add, say) — and input i's producer feeds no other
+// input of this node (x * x: the two gradients would be added into one buffer twice over).
+// Leaves (parameters) are left out: their gradient is the user's.
+static Tensors gradients_to_add_into(const Tensors& inputs, const std::vector<bool>& part,
+                                     std::unordered_map<Node*, Tensor>& grads) {
+  Tensors into(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!part[i] || inputs[i].is_leaf()) continue;
+    Node* producer = inputs[i].grad_fn().get();
+    bool alone = true;
+    for (size_t j = 0; j < inputs.size(); ++j)
+      if (j != i && !inputs[j].is_leaf() && inputs[j].grad_fn().get() == producer) alone = false;
+    auto it = grads.find(producer);
+    if (alone && it != grads.end() && it->second.unshared()) into[i] = it->second;
+  }
+  return into;
+}
+
 void backward(const Tensor& y, const Tensor& dy_in) {
   EDL_CHECK(y.requires_grad(), "backward: the tensor does not require grad (no input of its graph has requires_grad)");
   Tensor dy = dy_in;
@@ -113,13 +133,14 @@ void backward(const Tensor& y, const Tensor& dy_in) {
       return v->backward ? v : &node->op->reference();
     };
     Tensors g_in(needs.size());
-    std::vector<bool> done(needs.size(), false);
+    std::vector<bool> done(needs.size(), false), added(needs.size(), false);
     for (size_t first = 0; first < needs.size(); ++first) {
       if (!needs[first] || done[first]) continue;
       const Variant* v = variant_of(first);
       std::vector<bool> part(needs.size(), false);
       for (size_t i = first; i < needs.size(); ++i) part[i] = needs[i] && !done[i] && variant_of(i) == v;
-      BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, part};
+      const Tensors into = gradients_to_add_into(node->inputs, part, grads);
+      BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, part, into};
       Tensors g;
       {
         ProfileScope timed(*node->op, v->name, "bwd");
@@ -127,7 +148,9 @@ void backward(const Tensor& y, const Tensor& dy_in) {
       }
       for (size_t i = 0; i < needs.size(); ++i)
         if (part[i]) {
-          if (i < g.size()) g_in[i] = std::move(g[i]);
+          // Added into the gradient held (grad_into): the sum is done, nothing to pass on.
+          added[i] = into[i].defined() && i < g.size() && g[i].same_storage(into[i]);
+          if (i < g.size() && !added[i]) g_in[i] = std::move(g[i]);
           done[i] = true;
         }
     }
@@ -135,6 +158,7 @@ void backward(const Tensor& y, const Tensor& dy_in) {
     for (size_t i = 0; i < needs.size(); ++i) {
       if (!needs[i]) continue;
       Tensor& x = node->inputs[i];
+      if (added[i]) continue;  // summed already
       EDL_CHECK(g_in[i].defined() && g_in[i].shape() == x.shape(),
                 "{}: backward gave no gradient of shape {} for input {} (a bug in the op)", node->op->name,
                 shape_str(x.shape()), i);

@@ -46,6 +46,12 @@ struct ForwardCtx {
 // What a backward kernel sees: everything forward had, its output, and dy. It returns one
 // gradient per input (an undefined Tensor where needs_grad[i] is false or the input is not
 // differentiable). Gradients are fresh tensors; autograd accumulates them across uses.
+//
+// grad_into[i], where defined, is the gradient the autograd already holds for input i (from
+// its other uses), a tensor nothing else shares. A backward may add input i's gradient into it
+// and return that very tensor — the autograd then has nothing left to sum — or ignore it and
+// return a fresh gradient. Adding in the kernel that computes the gradient saves a pass over
+// memory both ways (a ResNet block's input: the first convolution's dx and the residual's).
 struct BackwardCtx {
   const Tensors& inputs;
   const Attrs& attrs;
@@ -53,6 +59,7 @@ struct BackwardCtx {
   const Tensors& saved;
   const Tensor& dy;
   const std::vector<bool>& needs_grad;
+  const Tensors& grad_into;
 };
 
 using ForwardFn = std::function<Tensor(ForwardCtx&)>;

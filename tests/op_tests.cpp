@@ -119,14 +119,16 @@ void check_gradient(const OpDef& op) {
 // The gradients from `var`'s backward asked for those of the inputs in `asked` only (needs_grad
 // true for them alone), with dy = r as in forward_backward: what the backward pass runs when
 // dispatch chooses a variant per gradient (OpDef::gradients_dispatched).
+// into: BackwardCtx::grad_into (none by default).
 Tensors gradients_asked(const OpDef& op, const Variant& var, const Tensors& in, const Attrs& attrs,
-                        const std::vector<bool>& asked, uint64_t seed) {
+                        const std::vector<bool>& asked, uint64_t seed, const Tensors& into = {}) {
   Tensors saved;
   const Shape out_shape = op.shape(in, attrs);
   ForwardCtx fctx{in, attrs, out_shape, saved};
   Tensor y = var.forward(fctx);
   Tensor dy = random_like(y, seed);
-  BackwardCtx bctx{in, attrs, y, saved, dy, asked};
+  const Tensors none(in.size());
+  BackwardCtx bctx{in, attrs, y, saved, dy, asked, into.empty() ? none : into};
   Tensors g = (var.backward ? var.backward : op.reference().backward)(bctx);
   g.resize(in.size());
   return g;
@@ -184,6 +186,28 @@ void check_variants(const OpDef& op) {
                 CHECK(relative_error(g[i], g_ref[i]) <= var.tolerance);
               }
           }
+        }
+      }
+      // Given a gradient to add into (BackwardCtx::grad_into), each variant either returns that
+      // tensor holding it plus the input's gradient, or ignores it and returns the gradient.
+      for (size_t v = 0; v < op.variants.size(); ++v) {
+        const Variant& var = op.variants[v];
+        const Tensors in = judge_inputs(var.judge, make_inputs(sample, 5, DType::f32));
+        if (var.supports && !var.supports(in, sample.attrs)) continue;
+        const Tensors g_ref = forward_backward(op, clone_all(in), sample.attrs, "reference", 6).second;
+        for (size_t i = 0; i < g_ref.size(); ++i) {
+          if (!g_ref[i].defined()) continue;
+          std::vector<bool> asked(g_ref.size(), false);
+          asked[i] = true;
+          Tensors into(in.size());
+          into[i] = random_like(g_ref[i], 7);
+          const Tensor held = into[i].clone();
+          const Tensors g = gradients_asked(op, var, in, sample.attrs, asked, 6, into);
+          INFO("variant " << var.name << ", gradient of input " << i << " with one held to add into");
+          REQUIRE(g[i].defined());
+          const bool added = g[i].same_storage(into[i]);
+          into = Tensors();  // g[i] alone holds it now
+          CHECK(relative_error(g[i], added ? held + g_ref[i] : g_ref[i]) <= std::max(var.tolerance, 1e-5));
         }
       }
       // What training runs: the variants dispatch chooses, for the forward and (per input, with

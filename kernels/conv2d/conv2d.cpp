@@ -49,7 +49,15 @@ static bool all_f32(const Tensors& in) {
 // depthwise convolutions (one channel per group) go to the depthwise variant.
 using Conv2dForwardF32 = void (*)(const float*, const float*, const float*, float*, const Conv2dShape&);
 using Conv2dBackwardF32 = void (*)(const float*, const float*, const float*, float*, float*, float*, const Conv2dShape&);
-static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBackwardF32 backward) {
+// A backward that adds dx into the gradient the autograd holds for x (BackwardCtx::grad_into),
+// on the shapes `applies` accepts (null: all): a ResNet block's input has the residual's
+// gradient already.
+struct Conv2dAddDx {
+  Conv2dBackwardF32 backward = nullptr;
+  bool (*applies)(const Conv2dShape&) = nullptr;
+};
+static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBackwardF32 backward,
+                           Conv2dAddDx add_dx = {}) {
   Variant v;
   v.name = name;
   v.supports = [](const Tensors& in, const Attrs& a) {
@@ -64,13 +72,15 @@ static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBac
     forward(c.inputs[0].data<float>(), c.inputs[1].data<float>(), b, y.data<float>(), s);
     return y;
   };
-  v.backward = [backward](BackwardCtx& c) {
+  v.backward = [backward, add_dx](BackwardCtx& c) {
     Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
-    Tensors g{c.needs_grad[0] ? Tensor::empty(c.inputs[0].shape(), DType::f32) : Tensor()};  // dx: written
+    const bool adds =
+        c.needs_grad[0] && c.grad_into[0].defined() && add_dx.backward && (!add_dx.applies || add_dx.applies(s));
+    Tensors g{!c.needs_grad[0] ? Tensor() : adds ? c.grad_into[0] : Tensor::empty(c.inputs[0].shape(), DType::f32)};
     for (size_t i = 1; i < c.inputs.size(); ++i) g.push_back(grad_buffer(c.needs_grad[i], c.inputs[i]));  // added into
     g.resize(3);
-    backward(c.inputs[0].data<float>(), c.inputs[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
-             ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), s);
+    (adds ? add_dx.backward : backward)(c.inputs[0].data<float>(), c.inputs[1].data<float>(), c.dy.data<float>(),
+                                        ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), s);
     g.resize(c.inputs.size());
     return g;
   };
@@ -218,7 +228,8 @@ OpDef make_conv2d() {
   depthwise.supports = [](const Tensors& in, const Attrs& a) {
     return all_f32(in) && conv2d_is_depthwise(conv2d_shape(in, a));
   };
-  Variant winograd = f32_variant("winograd", conv2d_forward_winograd, conv2d_backward_winograd);
+  Variant winograd = f32_variant("winograd", conv2d_forward_winograd, conv2d_backward_winograd,
+                                 {conv2d_backward_winograd_add_dx, conv2d_winograd_applies});
   winograd.supports = [](const Tensors& in, const Attrs& a) {
     return all_f32(in) && conv2d_winograd_applies(conv2d_shape(in, a));
   };
@@ -247,7 +258,8 @@ OpDef make_conv2d() {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.C >= 64 && s.OC >= 64 && s.H >= 4 && s.W >= 4;
   };
-  Variant winograd4 = f32_variant("winograd4", conv2d_forward_winograd4, conv2d_backward_winograd4);
+  Variant winograd4 = f32_variant("winograd4", conv2d_forward_winograd4, conv2d_backward_winograd4,
+                                  {conv2d_backward_winograd4_add_dx, conv2d_winograd_applies});
   winograd4.supports = winograd.supports;
   winograd4.chosen_when = [](const Tensors& in, const Attrs& a, Pass pass) {
     const Conv2dShape s = conv2d_shape(in, a);
@@ -270,8 +282,9 @@ OpDef make_conv2d() {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.H * s.W <= s.KH * s.KW && s.C >= 32 && s.OC >= 32;
   };
-  op.variants = {ref, depthwise, dense, winograd4, winograd, f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit),
-                 f32_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col)};
+  op.variants = {ref, depthwise, dense, winograd4, winograd, f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit,
+                             {conv2d_backward_implicit_add_dx}),
+                 f32_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col, {conv2d_backward_im2col_add_dx})};
   op.gradients_dispatched = true;
   return op;
 }

@@ -65,11 +65,12 @@ void conv2d_bias_backward(const float* dy, float* db, const Conv2dShape& s) {
     }
 }
 
-void conv2d_backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                            const Conv2dShape& s) {
+namespace {
+void backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                     const Conv2dShape& s, bool add_dx) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK, P = s.OH * s.OW;
   if (db) conv2d_bias_backward(dy, db, s);
-  if (dx && (P == 0 || OCG == 0)) std::fill_n(dx, s.N * s.C * s.H * s.W, 0.0f);  // no output: dx = 0
+  if (dx && !add_dx && (P == 0 || OCG == 0)) std::fill_n(dx, s.N * s.C * s.H * s.W, 0.0f);  // no output: dx = 0
   if ((!dw && !dx) || s.N == 0 || P == 0 || CKK == 0 || OCG == 0) return;
 
   // Images per product: about kBackwardColumns columns, in an even number of products, so that
@@ -98,7 +99,7 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
       // 3×3 layers with 32×32 inputs 1.18-1.34×, the 1×1 shortcut 0.97-1.12×, 16×16 and 8×8
       // inputs 0.62-0.95×: short rows, where the zeroed plane of the second costs little).
       const bool write_dx = s.stride == 2 && s.W >= 32;
-      if (dx && !write_dx) std::fill_n(dx + n0 * s.C * s.H * s.W, nb * s.C * s.H * s.W, 0.0f);
+      if (dx && !write_dx && !add_dx) std::fill_n(dx + n0 * s.C * s.H * s.W, nb * s.C * s.H * s.W, 0.0f);
       for (int64_t g = 0; g < s.groups; ++g) {
         for (int64_t i = 0; i < nb; ++i) {
           for (int64_t oc = 0; oc < OCG; ++oc)
@@ -118,7 +119,8 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
           for (int64_t i = 0; i < nb; ++i)
             for (int64_t c = 0; c < CG; ++c) {
               float* dxc = dx + ((n0 + i) * s.C + g * CG + c) * s.H * s.W;
-              if (write_dx) col2im_write_channel_s2(b.col + c * KK * ld + i * P, dxc, ld, s, even, even + (s.W + 1) / 2);
+              if (write_dx)
+                col2im_write_channel_s2(b.col + c * KK * ld + i * P, dxc, ld, s, even, even + (s.W + 1) / 2, add_dx);
               else col2im_add_channel(b.col + c * KK * ld + i * P, dxc, ld, s);
             }
         }
@@ -127,6 +129,16 @@ void conv2d_backward_im2col(const float* x, const float* w, const float* dy, flo
   if (dw)
     for (int64_t ch = 0; ch < chunks; ++ch)
       for (int64_t i = 0; i < WN; ++i) dw[i] += partial[static_cast<size_t>(ch * WN + i)];
+}
+}  // namespace
+
+void conv2d_backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                            const Conv2dShape& s) {
+  backward_im2col(x, w, dy, dx, dw, db, s, /*add_dx=*/false);
+}
+void conv2d_backward_im2col_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                   const Conv2dShape& s) {
+  backward_im2col(x, w, dy, dx, dw, db, s, /*add_dx=*/true);
 }
 
 }  // namespace edl

@@ -90,9 +90,10 @@ inline void col2im_add_channel(const float* dcol, float* dxc, int64_t ld, const 
 // zeroed plane first: 20-25% of the stride-2 layers' backward); instead each input row is
 // summed in two halves of contiguous floats, its even columns and its odd ones, and the halves
 // are then interleaved into the row. Every value sums the same taps in the same order as
-// col2im_add_channel (kh, then kw), from 0: the same result.
+// col2im_add_channel (kh, then kw), from 0: the same result. With add, each value's sum is added
+// to what dxc holds (a gradient already held) instead of written.
 inline void col2im_write_channel_s2(const float* dcol, float* dxc, int64_t ld, const Conv2dShape& s, float* even,
-                                    float* odd) {
+                                    float* odd, bool add = false) {
   const int64_t half = (s.W + 1) / 2;  // even[j] is column 2j, odd[j] column 2j + 1
   for (int64_t ih = 0; ih < s.H; ++ih) {
     std::fill_n(even, half, 0.0f);
@@ -112,10 +113,10 @@ inline void col2im_write_channel_s2(const float* dcol, float* dxc, int64_t ld, c
     }
     float* row = dxc + ih * s.W;
     for (int64_t j = 0; j < s.W / 2; ++j) {
-      row[2 * j] = even[j];
-      row[2 * j + 1] = odd[j];
+      row[2 * j] = (add ? row[2 * j] : 0.0f) + even[j];
+      row[2 * j + 1] = (add ? row[2 * j + 1] : 0.0f) + odd[j];
     }
-    if (s.W % 2) row[s.W - 1] = even[half - 1];
+    if (s.W % 2) row[s.W - 1] = (add ? row[s.W - 1] : 0.0f) + even[half - 1];
   }
 }
 
@@ -129,5 +130,8 @@ void conv2d_bias_backward(const float* dy, float* db, const Conv2dShape& s);
 void conv2d_forward_im2col(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
 void conv2d_backward_im2col(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                             const Conv2dShape& s);
+// The same with dx added into (+=: a gradient already held) instead of written.
+void conv2d_backward_im2col_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                   const Conv2dShape& s);
 
 }  // namespace edl

@@ -599,14 +599,19 @@ bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s) {
   return kDirectWgrad && (rows || phases) && (s.C / s.groups) * (s.OC / s.groups) <= 128 * 128;
 }
 
-void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                              const Conv2dShape& s) {
+namespace {
+// dx as a convolution of dy needs stride 1, a square kernel and padding <= KH-1 (so that the
+// transposed convolution's padding KH-1-padding is not negative). It pays where that
+// convolution reads its rows in place (rows_in_place); on narrower maps im2col's
+// GEMMs are faster (ResNet-20's 8×8 layers: 65 against 43 GFLOP/s for dx + dw, 2 threads).
+bool dx_is_conv(const Conv2dShape& s) {
+  return s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1 && rows_in_place(s.W);
+}
+
+void backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                       const Conv2dShape& s, bool add_dx) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK;
-  // dx as a convolution of dy needs stride 1, a square kernel and padding <= KH-1 (so that the
-  // transposed convolution's padding KH-1-padding is not negative). It pays where that
-  // convolution reads its rows in place (rows_in_place); on narrower maps im2col's
-  // GEMMs are faster (ResNet-20's 8×8 layers: 65 against 43 GFLOP/s for dx + dw, 2 threads).
-  const bool dx_as_conv = dx && s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1 && rows_in_place(s.W);
+  const bool dx_as_conv = dx && dx_is_conv(s);
   if (dx_as_conv) {
     // wt (C, OC/groups, KH, KW): wt[g*CG + c][oc][kh][kw] = w[g*OCG + oc][c][KH-1-kh][KW-1-kw].
     std::vector<float> wt(static_cast<size_t>(s.OC * CG * KK));
@@ -617,7 +622,7 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
             wt[static_cast<size_t>(((g * CG + c) * OCG + oc) * KK + (KK - 1 - t))] = w[((g * OCG + oc) * CG + c) * KK + t];
     Conv2dShape t = s;
     t.C = s.OC, t.H = s.OH, t.W = s.OW, t.OC = s.C, t.padding = s.KH - 1 - s.padding, t.OH = s.H, t.OW = s.W;
-    conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, /*accumulate=*/false);
+    conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, add_dx);
   }
   // dw, one of three ways:
   // - directly (conv2d_implicit_wgrad_is_direct) when the stride is 1 and output rows have at
@@ -643,7 +648,18 @@ void conv2d_backward_implicit(const float* x, const float* w, const float* dy, f
   const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024 && KK > 1;
   if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
   if (dw_gemm) conv2d_wgrad_gemm(x, dy, dw, s);
-  conv2d_backward_im2col(x, w, dy, dx_as_conv ? nullptr : dx, dw_direct || dw_gemm ? nullptr : dw, db, s);
+  (add_dx ? conv2d_backward_im2col_add_dx : conv2d_backward_im2col)(x, w, dy, dx_as_conv ? nullptr : dx,
+                                                                     dw_direct || dw_gemm ? nullptr : dw, db, s);
+}
+}  // namespace
+
+void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                              const Conv2dShape& s) {
+  backward_implicit(x, w, dy, dx, dw, db, s, /*add_dx=*/false);
+}
+void conv2d_backward_implicit_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                     const Conv2dShape& s) {
+  backward_implicit(x, w, dy, dx, dw, db, s, /*add_dx=*/true);
 }
 
 }  // namespace edl

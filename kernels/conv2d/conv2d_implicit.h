@@ -72,4 +72,9 @@ bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s);
 void conv2d_backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s);
 
+// The same with dx added into (+=: a gradient already held) instead of written, in the pass
+// that computes it (the convolution's output, or col2im).
+void conv2d_backward_implicit_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                     const Conv2dShape& s);
+
 }  // namespace edl

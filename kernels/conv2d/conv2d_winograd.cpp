@@ -515,7 +515,8 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
 }
 
 template <int M>
-void backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, const Conv2dShape& s) {
+void backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, const Conv2dShape& s,
+              bool add_dx) {
   EDL_CHECK(conv2d_winograd_applies(s), "conv2d winograd: needs a 3x3 kernel, stride 1, padding 1 and groups 1");
   constexpr int64_t kXi = Winograd<M>::kAlpha * Winograd<M>::kAlpha;
   const int64_t C = s.C, OC = s.OC, P = s.OH * s.OW;
@@ -531,7 +532,7 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
         for (int64_t k = 0; k < 9; ++k) wt[(c * OC + oc) * 9 + 8 - k] = w[(oc * C + c) * 9 + k];
     Conv2dShape t = s;
     t.C = OC, t.OC = C, t.H = s.OH, t.W = s.OW, t.OH = s.H, t.OW = s.W;
-    forward<M>(dy, wt, nullptr, dx, t, /*accumulate=*/false);
+    forward<M>(dy, wt, nullptr, dx, t, /*accumulate=*/add_dx);
   }
   const Tiling tl = tiling(s, M);
   if (!dw || tl.total == 0) return;
@@ -656,14 +657,22 @@ void conv2d_forward_winograd(const float* x, const float* w, const float* b, flo
 }
 void conv2d_backward_winograd(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                               const Conv2dShape& s) {
-  backward<2>(x, w, dy, dx, dw, db, s);
+  backward<2>(x, w, dy, dx, dw, db, s, /*add_dx=*/false);
+}
+void conv2d_backward_winograd_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                     const Conv2dShape& s) {
+  backward<2>(x, w, dy, dx, dw, db, s, /*add_dx=*/true);
 }
 void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
   forward<4>(x, w, b, y, s, /*accumulate=*/false);
 }
 void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                                const Conv2dShape& s) {
-  backward<4>(x, w, dy, dx, dw, db, s);
+  backward<4>(x, w, dy, dx, dw, db, s, /*add_dx=*/false);
+}
+void conv2d_backward_winograd4_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                      const Conv2dShape& s) {
+  backward<4>(x, w, dy, dx, dw, db, s, /*add_dx=*/true);
 }
 
 }  // namespace edl

@@ -71,4 +71,11 @@ void conv2d_forward_winograd4(const float* x, const float* w, const float* b, fl
 void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                                const Conv2dShape& s);
 
+// The backward passes with dx added into (dx +=, a gradient already held) instead of written:
+// dx is a convolution of dy, whose output transform adds into what is there.
+void conv2d_backward_winograd_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                     const Conv2dShape& s);
+void conv2d_backward_winograd4_add_dx(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                                      const Conv2dShape& s);
+
 }  // namespace edl
