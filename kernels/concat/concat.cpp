@@ -1,7 +1,8 @@
 // concat.cpp — op definition of concat: any number of tensors joined along `dim` (default 1,
 // the channels of NCHW, as DenseNet needs). All other dimensions must agree.
-// Variants: reference.
+// Variants: reference, copy (concat_copy.h).
 #include "kernels/common/op_util.h"
+#include "kernels/concat/concat_copy.h"
 #include "kernels/concat/concat_reference.h"
 
 namespace edl {
@@ -31,6 +32,20 @@ static ConcatDims concat_dims(const Tensors& in, const Attrs& a) {
   return d;
 }
 
+// y from the inputs by `kernel(xs, lens, y, outer, inner)` (a forward kernel of either variant).
+template <class Kernel>
+static Tensor concat_forward(ForwardCtx& c, Kernel kernel) {
+  ConcatDims d = concat_dims(c.inputs, c.attrs);
+  Tensor y = Tensor::empty(c.out_shape, c.inputs[0].dtype());
+  with_floating(y.dtype(), "concat", [&](auto t) {
+    using T = decltype(t);
+    std::vector<const T*> xs;
+    for (const Tensor& x : c.inputs) xs.push_back(x.data<T>());
+    kernel(xs, d.lens, y.data<T>(), d.outer, d.inner);
+  });
+  return y;
+}
+
 OpDef make_concat() {
   OpDef op;
   op.name = "concat";
@@ -57,15 +72,9 @@ OpDef make_concat() {
   Variant ref;
   ref.name = "reference";
   ref.forward = [](ForwardCtx& c) {
-    ConcatDims d = concat_dims(c.inputs, c.attrs);
-    Tensor y = Tensor::empty(c.out_shape, c.inputs[0].dtype());
-    with_floating(y.dtype(), "concat", [&](auto t) {
-      using T = decltype(t);
-      std::vector<const T*> xs;
-      for (const Tensor& x : c.inputs) xs.push_back(x.data<T>());
-      concat_forward_reference(xs, d.lens, y.data<T>(), d.outer, d.inner);
+    return concat_forward(c, [](const auto& xs, const auto& lens, auto* y, int64_t outer, int64_t inner) {
+      concat_forward_reference(xs, lens, y, outer, inner);
     });
-    return y;
   };
   ref.backward = [](BackwardCtx& c) {
     ConcatDims d = concat_dims(c.inputs, c.attrs);
@@ -79,7 +88,33 @@ OpDef make_concat() {
     });
     return g;
   };
-  op.variants = {ref};
+  // Block copies in parallel; the backward writes fresh gradients (no zeroed buffer) or adds
+  // into those already held (BackwardCtx::grad_into).
+  Variant copy;
+  copy.name = "copy";
+  copy.supports = [](const Tensors&, const Attrs&) { return true; };  // any floating type
+  copy.forward = [](ForwardCtx& c) {
+    return concat_forward(c, [](const auto& xs, const auto& lens, auto* y, int64_t outer, int64_t inner) {
+      concat_forward_copy(xs, lens, y, outer, inner);
+    });
+  };
+  copy.backward = [](BackwardCtx& c) {
+    ConcatDims d = concat_dims(c.inputs, c.attrs);
+    Tensors g;
+    std::vector<bool> add;
+    for (size_t i = 0; i < c.inputs.size(); ++i) {
+      add.push_back(c.needs_grad[i] && c.grad_into[i].defined());
+      g.push_back(!c.needs_grad[i] ? Tensor() : add.back() ? c.grad_into[i] : Tensor::empty(c.inputs[i].shape(), c.inputs[i].dtype()));
+    }
+    with_floating(c.dy.dtype(), "concat", [&](auto t) {
+      using T = decltype(t);
+      std::vector<T*> dxs;
+      for (Tensor& dx : g) dxs.push_back(ptr_or_null<T>(dx));
+      concat_backward_copy(c.dy.data<T>(), dxs, add, d.lens, d.outer, d.inner);
+    });
+    return g;
+  };
+  op.variants = {ref, copy};
   return op;
 }
 
