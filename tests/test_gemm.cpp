@@ -121,8 +121,8 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
   // implicit with rows read in place (stride 1, 35-pixel rows; 32-pixel rows, whose weight
   // gradient reads dy in place; with 4 groups, the direct weight gradient's ranges of blocks
   // spanning groups), implicit with packed panels (stride 2 on 9×9), implicit on phase planes
-  // (stride 2 on 16×62; its gradients go through im2col, dx written by phases on rows of 62;
-  // with 2 groups of 8 output channels on 16×32, dw runs down the phase planes),
+  // (stride 2 on 16×62: dx as four products by phases, dw through im2col; with 2 groups of 8
+  // output channels on 16×32, dw runs down the phase planes),
   // implicit with panels spanning images (3×3
   // maps), implicit with rows of 15 read in place, implicit with the weight gradient as one
   // GEMM (128 channels, 3 images of 10×10: two blocks of depth), im2col (with several

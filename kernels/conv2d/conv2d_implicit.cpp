@@ -600,6 +600,117 @@ bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s) {
 }
 
 namespace {
+// ---- data gradient, stride 2: by phases ------------------------------------------------------
+//
+// dx of a 3×3 convolution of stride 2 and padding 1 on even maps, split by the parity (a, b) of
+// its rows and columns: input pixel (2r + a, 2j + b) receives from the taps
+//   a = 0: kh = 1 (output row r)      a = 1: kh = 2 (row r), kh = 0 (row r + 1)
+//   b = 0: kw = 1 (output column j)   b = 1: kw = 2 (column j), kw = 0 (column j + 1)
+// so each phase is a stride-1 product over dy: dx_ab[c][p] = Σ over oc and the phase's taps of
+// w[oc][c][kh][kw] · dy[oc][p shifted], one row down for kh = 0, one column right for kw = 0, p
+// running over the OH×OW pixels in raster order. With each plane of dy written twice per image
+// — as it is, and shifted one column left (a zero in the last column) — each with a row of
+// zeros below, every (oc, tap) row of a phase's product is P consecutive floats of one of them,
+// read in place by the micro-kernel as in the forward pass. The four phases are then
+// interleaved into dx's rows, written (or added) once; col2im instead wrote the nine taps'
+// products, nine times dx's size, and summed them back into a zeroed dx.
+struct DxPhases {
+  // The phases' taps (kh, kw), in the order their products are summed.
+  static constexpr int kTaps[4][4][2] = {{{1, 1}}, {{1, 2}, {1, 0}}, {{2, 1}, {0, 1}}, {{2, 2}, {2, 0}, {0, 2}, {0, 0}}};
+  static constexpr int kCount[4] = {1, 2, 2, 4};  // phase 2a + b
+  int64_t OH, OW, plane, channel;
+  explicit DxPhases(const Conv2dShape& s) : OH(s.OH), OW(s.OW), plane((s.OH + 1) * s.OW), channel(2 * (s.OH + 1) * s.OW) {}
+  // Of tap (kh, kw) of output channel oc for phase pixel 0, from the buffer's start.
+  int64_t offset(int64_t oc, int kh, int kw) const { return oc * channel + (kw == 0 ? plane : 0) + (kh == 0 ? OW : 0); }
+  // Writes one plane of dy (OH×OW) into dst (channel floats; the last row of each copy is left
+  // as it is: zero).
+  void fill(const float* dyc, float* dst) const {
+    for (int64_t r = 0; r < OH; ++r) {
+      const float* src = dyc + r * OW;
+      std::copy_n(src, OW, dst + r * OW);
+      std::copy_n(src + 1, OW - 1, dst + plane + r * OW);
+      dst[plane + r * OW + OW - 1] = 0.0f;  // column OW: past the image
+    }
+  }
+};
+
+// Whether dx_by_phases computes this data gradient: the geometry of the phase planes, and (as
+// the forward's panels) at most an eighth of the panels' columns wasted.
+bool dx_by_phases_applies(const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW;
+  return phase_planes_fit(s) && 8 * P >= 7 * ((P + kGemmNR - 1) / kGemmNR * kGemmNR);
+}
+
+// dx (=, or += with add) for a convolution dx_by_phases_applies to.
+void dx_by_phases(const float* dy, const float* w, float* dx, const Conv2dShape& s, bool add) {
+  const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, P = s.OH * s.OW;
+  const int64_t MP = (CG + kGemmMR - 1) / kGemmMR * kGemmMR;  // rows of packed weights, whole tiles
+  const DxPhases ph(s);
+  // The weights of phase f and group g as a CG × K matrix (K = OCG · its taps, k = oc·taps + t),
+  // packed as gemm_pack_a lays them out, in blocks of kKC columns, at ap[f][g]; the table of
+  // each k's offset into dy's planes, at off[f].
+  std::vector<std::vector<float>> ap(4);
+  std::vector<std::vector<int64_t>> off(4);
+  for (int f = 0; f < 4; ++f) {
+    const int T = DxPhases::kCount[f];
+    const int64_t K = OCG * T;
+    std::vector<float> a(static_cast<size_t>(CG * K));
+    ap[f].assign(static_cast<size_t>(s.groups * MP * K + 16), 0.0f);
+    for (int64_t oc = 0; oc < OCG; ++oc)
+      for (int t = 0; t < T; ++t) off[f].push_back(ph.offset(oc, DxPhases::kTaps[f][t][0], DxPhases::kTaps[f][t][1]));
+    for (int64_t g = 0; g < s.groups; ++g) {
+      for (int64_t c = 0; c < CG; ++c)
+        for (int64_t oc = 0; oc < OCG; ++oc)
+          for (int t = 0; t < T; ++t)
+            a[static_cast<size_t>(c * K + oc * T + t)] =
+                w[((g * OCG + oc) * CG + c) * 9 + DxPhases::kTaps[f][t][0] * 3 + DxPhases::kTaps[f][t][1]];
+      for (int64_t k0 = 0; k0 < K; k0 += kKC)
+        gemm_pack_a({a.data(), K, 1}, 0, k0, CG, std::min(kKC, K - k0), ap[f].data() + g * MP * K + k0 * MP);
+    }
+  }
+#pragma omp parallel
+  {
+    static thread_local ScratchBuffer buf_storage, out_storage;
+    float* buf = buf_storage.get(OCG * ph.channel + kGemmNR);
+    float* out = out_storage.get(4 * CG * P);  // phase f of channel c at out + (f*CG + c)*P
+    std::fill_n(buf, OCG * ph.channel + kGemmNR, 0.0f);  // the zero rows and the slack stay zero
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < s.N * s.groups; ++task) {
+      const int64_t n = task / s.groups, g = task % s.groups;
+      for (int64_t oc = 0; oc < OCG; ++oc) ph.fill(dy + (n * s.OC + g * OCG + oc) * P, buf + oc * ph.channel);
+      for (int f = 0; f < 4; ++f) {
+        const int64_t K = OCG * DxPhases::kCount[f];
+        for (int64_t p0 = 0; p0 < P; p0 += kGemmNR) {
+          const int64_t nr = std::min<int64_t>(kGemmNR, P - p0);
+          const float* corner = buf + p0;
+          for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+            const int64_t kc = std::min(kKC, K - k0);
+            const float* a_chunk = ap[f].data() + g * MP * K + k0 * MP;
+            const int64_t* o = off[f].data() + k0;
+            for (int64_t ir = 0; ir < CG; ir += kGemmMR)
+              gemm_tile_rows<false>(kc, a_chunk + ir * kc, [corner, o](int64_t k) { return corner + o[k]; },
+                                    out + (f * CG + ir) * P + p0, P, std::min<int64_t>(kGemmMR, CG - ir), nr, k0 > 0);
+          }
+        }
+      }
+      // Interleave: row 2r + a of dx is phases (a, 0) and (a, 1) of row r, column by column.
+      for (int64_t c = 0; c < CG; ++c) {
+        float* dxc = dx + ((n * s.C + g * CG + c) * s.H) * s.W;
+        for (int64_t ih = 0; ih < s.H; ++ih) {
+          const int64_t a = ih % 2, r = ih / 2;
+          const float* even = out + ((2 * a) * CG + c) * P + r * s.OW;
+          const float* odd = out + ((2 * a + 1) * CG + c) * P + r * s.OW;
+          float* row = dxc + ih * s.W;
+          for (int64_t j = 0; j < s.OW; ++j) {
+            row[2 * j] = (add ? row[2 * j] : 0.0f) + even[j];
+            row[2 * j + 1] = (add ? row[2 * j + 1] : 0.0f) + odd[j];
+          }
+        }
+      }
+    }
+  }
+}
+
 // dx as a convolution of dy needs stride 1, a square kernel and padding <= KH-1 (so that the
 // transposed convolution's padding KH-1-padding is not negative). It pays where that
 // convolution reads its rows in place (rows_in_place); on narrower maps im2col's
@@ -611,7 +722,8 @@ bool dx_is_conv(const Conv2dShape& s) {
 void backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                        const Conv2dShape& s, bool add_dx) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK;
-  const bool dx_as_conv = dx && dx_is_conv(s);
+  const bool dx_as_conv = dx && dx_is_conv(s), dx_phases = dx && !dx_as_conv && dx_by_phases_applies(s);
+  if (dx_phases) dx_by_phases(dy, w, dx, s, add_dx);
   if (dx_as_conv) {
     // wt (C, OC/groups, KH, KW): wt[g*CG + c][oc][kh][kw] = w[g*OCG + oc][c][KH-1-kh][KW-1-kw].
     std::vector<float> wt(static_cast<size_t>(s.OC * CG * KK));
@@ -648,7 +760,7 @@ void backward_implicit(const float* x, const float* w, const float* dy, float* d
   const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024 && KK > 1;
   if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
   if (dw_gemm) conv2d_wgrad_gemm(x, dy, dw, s);
-  (add_dx ? conv2d_backward_im2col_add_dx : conv2d_backward_im2col)(x, w, dy, dx_as_conv ? nullptr : dx,
+  (add_dx ? conv2d_backward_im2col_add_dx : conv2d_backward_im2col)(x, w, dy, dx_as_conv || dx_phases ? nullptr : dx,
                                                                      dw_direct || dw_gemm ? nullptr : dw, db, s);
 }
 }  // namespace

@@ -35,8 +35,9 @@
 // The data gradient of a stride-1 convolution with a square kernel, padding <= KH-1 and rows
 // read in place is itself a convolution — of dy with the weights transposed (in ↔ out
 // channels) and flipped (kh → KH-1-kh), padded by KH-1-padding — so it runs through the same
-// kernel and needs no
-// col2im either; other data gradients use conv2d_im2col.h. The weight gradient has a direct
+// kernel and needs no col2im either. A 3×3 stride-2 data gradient on even maps is four such
+// products, one per parity of dx's rows and columns, their rows of dy read in place
+// (dx_by_phases); other data gradients use conv2d_im2col.h. The weight gradient has a direct
 // kernel (conv2d_implicit.cpp: sums down the planes of dy and of the padded image, each read
 // as one long row and vectorized along it) for stride 1, output rows of at least NR pixels, up
 // to 128 × 128 channels per group and kernels other than 1×1 without padding, and for stride 2
