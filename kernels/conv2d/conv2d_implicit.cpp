@@ -148,6 +148,15 @@ bool phase_planes_fit(const Conv2dShape& s) {
   return s.stride == 2 && s.KH == 3 && s.KW == 3 && s.padding == 1 && s.H % 2 == 0 && s.W % 2 == 0;
 }
 
+// Whether products whose panels run along one image's OH·OW output pixels (the forward pass and
+// the data gradient on phase planes) pay: as rows_in_place, at most an eighth of the panels'
+// columns wasted. ResNet-18's 8×8 → 4×4 layer (16 pixels, half a panel of 32) ran its forward
+// pass 0.57× as fast as on packed panels, which run across images.
+bool phase_panels_pay(const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW;
+  return phase_planes_fit(s) && 8 * P >= 7 * ((P + kGemmNR - 1) / kGemmNR * kGemmNR);
+}
+
 // ---- weight gradient as an implicit GEMM ---------------------------------------------------
 //
 //   dw[g] (OCG × CKK)  +=  dy[g] (OCG × N·P)  ·  col[g]ᵀ (N·P × CKK)
@@ -520,10 +529,7 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
     return;
   }
 
-  // Also as rows_in_place: the panels of an image (its OH·OW pixels) waste at most an eighth of
-  // their columns. ResNet-18's 8×8 → 4×4 layer (16 pixels, half a panel of 32) ran 0.57× as
-  // fast as packed panels, which run across images.
-  if (phase_planes_fit(s) && 8 * P >= 7 * ((P + kGemmNR - 1) / kGemmNR * kGemmNR)) {
+  if (phase_panels_pay(s)) {
     // Stride 2 (3×3, padding 1, even maps): the image's phase planes (PhasePlanes), written
     // once per image and group into a buffer of the thread, and every row (c, kh, kw) of a
     // panel is NR consecutive floats of them, a fixed offset from the panel's first pixel.
@@ -634,14 +640,7 @@ struct DxPhases {
   }
 };
 
-// Whether dx_by_phases computes this data gradient: the geometry of the phase planes, and (as
-// the forward's panels) at most an eighth of the panels' columns wasted.
-bool dx_by_phases_applies(const Conv2dShape& s) {
-  const int64_t P = s.OH * s.OW;
-  return phase_planes_fit(s) && 8 * P >= 7 * ((P + kGemmNR - 1) / kGemmNR * kGemmNR);
-}
-
-// dx (=, or += with add) for a convolution dx_by_phases_applies to.
+// dx (=, or += with add) for a convolution phase_panels_pay accepts, with output channels.
 void dx_by_phases(const float* dy, const float* w, float* dx, const Conv2dShape& s, bool add) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, P = s.OH * s.OW;
   const int64_t MP = (CG + kGemmMR - 1) / kGemmMR * kGemmMR;  // rows of packed weights, whole tiles
@@ -722,7 +721,7 @@ bool dx_is_conv(const Conv2dShape& s) {
 void backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                        const Conv2dShape& s, bool add_dx) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK;
-  const bool dx_as_conv = dx && dx_is_conv(s), dx_phases = dx && !dx_as_conv && dx_by_phases_applies(s);
+  const bool dx_as_conv = dx && dx_is_conv(s), dx_phases = dx && !dx_as_conv && phase_panels_pay(s) && OCG > 0;
   if (dx_phases) dx_by_phases(dy, w, dx, s, add_dx);
   if (dx_as_conv) {
     // wt (C, OC/groups, KH, KW): wt[g*CG + c][oc][kh][kw] = w[g*OCG + oc][c][KH-1-kh][KW-1-kw].
