@@ -66,6 +66,10 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   EDL_OP("concat");
   return call(def, xs, {{"dim", dim}});
 }
+Tensor subsample_pad2d(const Tensor& x, int64_t stride, int64_t pad) {
+  EDL_OP("subsample_pad2d");
+  return call(def, {x}, {{"stride", stride}, {"pad", pad}});
+}
 
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed) {
   EDL_OP("dropout");

@@ -50,6 +50,9 @@ Tensor global_avg_pool2d(const Tensor& x);  // (N,C,H,W) -> (N,C)
 Tensor reshape(const Tensor& x, const std::vector<int64_t>& shape);
 Tensor flatten(const Tensor& x);  // (N, ...) -> (N, -1)
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim = 1);
+// x[:, :, ::stride, ::stride] with `pad` zero channels on each side: (N,C,H,W) ->
+// (N, C + 2*pad, ceil(H/stride), ceil(W/stride)), the option-A shortcut of the CIFAR ResNets.
+Tensor subsample_pad2d(const Tensor& x, int64_t stride, int64_t pad);
 
 // Regularization. The mask is a function of seed: the same seed gives the same mask.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed);

@@ -24,6 +24,7 @@
   X(global_avg_pool2d)   \
   X(reshape)             \
   X(concat)              \
+  X(subsample_pad2d)     \
   X(dropout)             \
   X(softmax)             \
   X(log_softmax)         \

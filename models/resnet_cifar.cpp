@@ -19,10 +19,7 @@ OptionAShortcut::OptionAShortcut(int64_t in_planes, int64_t planes, int64_t stri
 }
 
 Tensor OptionAShortcut::forward(const Tensor& x) {
-  Tensor y = avg_pool2d(x, /*kernel_size=*/1, /*stride=*/2);  // x[:, :, ::2, ::2]
-  if (pad == 0) return y;
-  Tensor zeros = Tensor::zeros({y.dim(0), pad, y.dim(2), y.dim(3)}, y.dtype());
-  return concat({zeros, y, zeros}, 1);
+  return subsample_pad2d(x, /*stride=*/2, pad);  // F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, pad, pad))
 }
 
 ResNetCifarBlock::ResNetCifarBlock(int64_t in_planes, int64_t planes, int64_t stride) {

@@ -31,9 +31,9 @@ namespace edl {
 
 // akamaster's LambdaLayer(lambda x: F.pad(x[:, :, ::2, ::2], (0,0,0,0, planes//4, planes//4))):
 // keeps every second row and column, then puts planes/4 zero channels before and after the
-// input's channels. No parameters. Written with existing ops, so its backward comes for free:
-// x[:, :, ::2, ::2] is avg_pool2d with a 1x1 window and stride 2, and the padding is a concat
-// with zero tensors that require no gradient.
+// input's channels. No parameters. One op, subsample_pad2d, which writes each output once
+// (it was avg_pool2d with a 1x1 window and stride 2, then a concat with zero tensors: every
+// output written twice).
 class OptionAShortcut : public Module {
  public:
   OptionAShortcut(int64_t in_planes, int64_t planes, int64_t stride);

@@ -242,7 +242,7 @@ inline void avg_pool2d_backward_simd(const float* dy, float* dx, const Pool2dSha
 
 // ---- subsampling --------------------------------------------------------------------------
 // An average over 1×1 windows without padding only keeps every stride-th value of every
-// stride-th row (ResNet-20's option-A shortcut, x[:, :, ::2, ::2]): the forward is a strided
+// stride-th row (x[:, :, ::2, ::2]: ResNet-20's option-A shortcut before subsample_pad2d): the forward is a strided
 // copy, and the backward writes all of dx — dy where a window starts, 0 elsewhere — instead of
 // adding to a zeroed tensor, as no two windows share an input. Against the row-buffer kernels
 // above, which evaluate every column and write dx twice (edl train --model resnet20 --profile,
