@@ -202,8 +202,10 @@ inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, 
   Vec s0(0.0f), s1(0.0f), sx0(0.0f), sx1(0.0f);
   for (int64_t i = 0; i < n_vec; i += 2 * W) {
     const Vec x0 = Vec::load_unaligned(xp + i), x1 = Vec::load_unaligned(xp + i + W);
-    const Vec g0 = kMaskFromX ? batch_norm2d_dy_where_x_passed(gp, x0, aff, i) : batch_norm2d_masked_dy(gp, yp, i);
-    const Vec g1 = kMaskFromX ? batch_norm2d_dy_where_x_passed(gp, x1, aff, i + W) : batch_norm2d_masked_dy(gp, yp, i + W);
+    const Vec g0 = kMaskFromX ? batch_norm2d_dy_where_x_passed(gp, x0, aff, i)  //
+                              : batch_norm2d_masked_dy(gp, yp, i);
+    const Vec g1 = kMaskFromX ? batch_norm2d_dy_where_x_passed(gp, x1, aff, i + W)  //
+                              : batch_norm2d_masked_dy(gp, yp, i + W);
     s0 += g0;
     s1 += g1;
     sx0 = xsimd::fma(g0, x0 - m, sx0);
@@ -274,7 +276,8 @@ inline void batch_norm2d_backward_simd(const float* x, const float* gamma, const
       if (relu_beta) {
         for (int64_t i = 0; i < n_vec; i += W) {
           const Vec xv = Vec::load_unaligned(xp + i);
-          xsimd::fma(av, batch_norm2d_dy_where_x_passed(gp, xv, aff, i), xsimd::fma(bv, xv, kv)).store_unaligned(dxp + i);
+          const Vec d = xsimd::fma(av, batch_norm2d_dy_where_x_passed(gp, xv, aff, i), xsimd::fma(bv, xv, kv));
+          d.store_unaligned(dxp + i);
         }
         for (int64_t i = n_vec; i < HW; ++i)
           dxp[i] = af * batch_norm2d_dy_where_x_passed_scalar(gp, xp[i], aff, i) + bf * xp[i] + kf;

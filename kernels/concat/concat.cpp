@@ -104,7 +104,8 @@ OpDef make_concat() {
     std::vector<bool> add;
     for (size_t i = 0; i < c.inputs.size(); ++i) {
       add.push_back(c.needs_grad[i] && c.grad_into[i].defined());
-      g.push_back(!c.needs_grad[i] ? Tensor() : add.back() ? c.grad_into[i] : Tensor::empty(c.inputs[i].shape(), c.inputs[i].dtype()));
+      const Tensor& x = c.inputs[i];
+      g.push_back(!c.needs_grad[i] ? Tensor() : add.back() ? c.grad_into[i] : Tensor::empty(x.shape(), x.dtype()));
     }
     with_floating(c.dy.dtype(), "concat", [&](auto t) {
       using T = decltype(t);

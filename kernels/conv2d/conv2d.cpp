@@ -80,7 +80,8 @@ static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBac
     for (size_t i = 1; i < c.inputs.size(); ++i) g.push_back(grad_buffer(c.needs_grad[i], c.inputs[i]));  // added into
     g.resize(3);
     (adds ? add_dx.backward : backward)(c.inputs[0].data<float>(), c.inputs[1].data<float>(), c.dy.data<float>(),
-                                        ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), s);
+                                        ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]),
+                                        ptr_or_null<float>(g[2]), s);
     g.resize(c.inputs.size());
     return g;
   };
@@ -282,7 +283,12 @@ OpDef make_conv2d() {
     const Conv2dShape s = conv2d_shape(in, a);
     return s.H * s.W <= s.KH * s.KW && s.C >= 32 && s.OC >= 32;
   };
-  op.variants = {ref, depthwise, dense, winograd4, winograd, f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit,
+  op.variants = {ref,
+                 depthwise,
+                 dense,
+                 winograd4,
+                 winograd,
+                 f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit,
                              {conv2d_backward_implicit_add_dx}),
                  f32_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col, {conv2d_backward_im2col_add_dx})};
   op.gradients_dispatched = true;

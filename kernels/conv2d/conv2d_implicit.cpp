@@ -622,10 +622,12 @@ namespace {
 // products, nine times dx's size, and summed them back into a zeroed dx.
 struct DxPhases {
   // The phases' taps (kh, kw), in the order their products are summed.
-  static constexpr int kTaps[4][4][2] = {{{1, 1}}, {{1, 2}, {1, 0}}, {{2, 1}, {0, 1}}, {{2, 2}, {2, 0}, {0, 2}, {0, 0}}};
+  static constexpr int kTaps[4][4][2] = {
+      {{1, 1}}, {{1, 2}, {1, 0}}, {{2, 1}, {0, 1}}, {{2, 2}, {2, 0}, {0, 2}, {0, 0}}};
   static constexpr int kCount[4] = {1, 2, 2, 4};  // phase 2a + b
   int64_t OH, OW, plane, channel;
-  explicit DxPhases(const Conv2dShape& s) : OH(s.OH), OW(s.OW), plane((s.OH + 1) * s.OW), channel(2 * (s.OH + 1) * s.OW) {}
+  explicit DxPhases(const Conv2dShape& s)
+      : OH(s.OH), OW(s.OW), plane((s.OH + 1) * s.OW), channel(2 * (s.OH + 1) * s.OW) {}
   // Of tap (kh, kw) of output channel oc for phase pixel 0, from the buffer's start.
   int64_t offset(int64_t oc, int kh, int kw) const { return oc * channel + (kw == 0 ? plane : 0) + (kh == 0 ? OW : 0); }
   // Writes one plane of dy (OH×OW) into dst (channel floats; the last row of each copy is left

@@ -25,12 +25,13 @@
 //
 // With stride 1 and output rows of at least NR pixels (or a little fewer: rows of 15) there is
 // not even a panel to pack: cut the panels along output rows (the last one of a row partly
-// empty), and row (c, kh, kw) of a panel is NR consecutive floats of the
-// image with its zero padding written out (one copy of x per call), at a fixed offset from the
-// panel's corner. A 3×3 convolution of stride 2 (padding 1, even maps) reads its rows in place
-// too, from six phase planes of each channel (even or odd rows × the columns each kw reads),
-// written once per image: its panels run along the output pixels in raster order. The micro-kernel (gemm_ukernel_rows) then loads B from there through a table
-// of the CKK offsets, and the only data movement left is the weights' packing, once per call.
+// empty), and row (c, kh, kw) of a panel is NR consecutive floats of the image with its zero
+// padding written out (one copy of x per call), at a fixed offset from the panel's corner. The
+// micro-kernel (gemm_ukernel_rows) then loads B from there through a table of the CKK offsets,
+// and the only data movement left is the weights' packing, once per call. A 3×3 convolution
+// of stride 2 (padding 1, even maps) reads its rows in place too, from six phase planes of
+// each channel (even or odd rows × the columns each kw reads), written once per image: its
+// panels run along the output pixels in raster order.
 //
 // The data gradient of a stride-1 convolution with a square kernel, padding <= KH-1 and rows
 // read in place is itself a convolution — of dy with the weights transposed (in ↔ out

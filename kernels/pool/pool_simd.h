@@ -242,11 +242,12 @@ inline void avg_pool2d_backward_simd(const float* dy, float* dx, const Pool2dSha
 
 // ---- subsampling --------------------------------------------------------------------------
 // An average over 1×1 windows without padding only keeps every stride-th value of every
-// stride-th row (x[:, :, ::2, ::2]: ResNet-20's option-A shortcut before subsample_pad2d): the forward is a strided
-// copy, and the backward writes all of dx — dy where a window starts, 0 elsewhere — instead of
-// adding to a zeroed tensor, as no two windows share an input. Against the row-buffer kernels
-// above, which evaluate every column and write dx twice (edl train --model resnet20 --profile,
-// 39 steps, two alternating pairs): forward 84-86 -> 37-38 ms, backward 130-135 -> 49-56 ms.
+// stride-th row (x[:, :, ::2, ::2]: ResNet-20's option-A shortcut before subsample_pad2d): the
+// forward is a strided copy, and the backward writes all of dx — dy where a window starts, 0
+// elsewhere — instead of adding to a zeroed tensor, as no two windows share an input. Against
+// the row-buffer kernels above, which evaluate every column and write dx twice (edl train
+// --model resnet20 --profile, 39 steps, two alternating pairs): forward 84-86 -> 37-38 ms,
+// backward 130-135 -> 49-56 ms.
 inline bool avg_pool2d_is_subsample(const Pool2dShape& s) { return s.K == 1 && s.padding == 0; }
 
 inline void avg_pool2d_subsample_forward(const float* x, float* y, const Pool2dShape& s) {

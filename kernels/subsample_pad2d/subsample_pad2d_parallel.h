@@ -7,7 +7,8 @@
 // once more: ResNet-20's shortcuts took 138 ms over 39 steps forward and backward that way,
 // 107 ms this way (edl train --profile, two alternating pairs).
 //
-// Tested by: ctest -R 'op\.subsample_pad2d'   Benchmarked by: build/bench/edl_bench --benchmark_filter='^subsample_pad2d/'
+// Tested by: ctest -R 'op\.subsample_pad2d'
+// Benchmarked by: build/bench/edl_bench --benchmark_filter='^subsample_pad2d/'
 #pragma once
 
 #include <algorithm>

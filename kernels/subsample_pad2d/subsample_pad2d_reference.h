@@ -7,7 +7,8 @@
 // Backward routes dy's middle channels back to the pixels they came from: dx[n][c][oh*stride]
 // [ow*stride] += dy[n][pad + c][oh][ow] (accumulates, +=, as every reference backward).
 //
-// Tested by: ctest -R 'op\.subsample_pad2d'   Benchmarked by: build/bench/edl_bench --benchmark_filter='^subsample_pad2d/'
+// Tested by: ctest -R 'op\.subsample_pad2d'
+// Benchmarked by: build/bench/edl_bench --benchmark_filter='^subsample_pad2d/'
 #pragma once
 
 #include <cstdint>
