@@ -107,11 +107,6 @@ static OpDef make_pool(const char* name, const char* summary, bool is_max) {
   simd.backward = [is_max, name = op.name](BackwardCtx& c) {
     const Tensor& x = c.inputs[0];
     Pool2dShape s = pool_shape(name, x, c.attrs);
-    if (!is_max && avg_pool2d_is_subsample(s) && c.grad_into[0].defined()) {  // a gradient held: add into it
-      Tensor dx = c.grad_into[0];
-      avg_pool2d_subsample_backward_add(c.dy.data<float>(), dx.data<float>(), s);
-      return Tensors{dx};
-    }
     if (!is_max && avg_pool2d_is_subsample(s)) {  // writes every value: no zeroed tensor needed
       Tensor dx = Tensor::empty(x.shape(), x.dtype());
       avg_pool2d_subsample_backward(c.dy.data<float>(), dx.data<float>(), s);

@@ -274,18 +274,6 @@ inline void avg_pool2d_subsample_backward(const float* dy, float* dx, const Pool
     }
 }
 
-// Adds (+=) dy into dx where the windows took their pixel: a gradient already held for x (the
-// rest of dx is left as it is).
-inline void avg_pool2d_subsample_backward_add(const float* dy, float* dx, const Pool2dShape& s) {
-#pragma omp parallel for if (s.P * s.OH * s.OW >= kParallelMin)
-  for (int64_t p = 0; p < s.P; ++p)
-    for (int64_t oh = 0; oh < s.OH; ++oh) {
-      float* d = dx + (p * s.H + oh * s.stride) * s.W;
-      const float* g = dy + (p * s.OH + oh) * s.OW;
-      for (int64_t ow = 0; ow < s.OW; ++ow) d[ow * s.stride] += g[ow];
-    }
-}
-
 // ---- global average -----------------------------------------------------------------------
 
 // x is (P, HW) planes, y is (P): the mean of each plane.
