@@ -182,6 +182,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--eval-every", tc.eval_every, "evaluate every this many epochs (0: only after the last)")
       ->capture_default_str();
   train_cmd->add_flag("--profile", tc.profile, "time every op and print where the time went at the end");
+  train_cmd->add_flag("--profile-shapes", tc.profile_shapes,
+                      "as --profile, with a row per input shape of each op (one per layer shape)");
   train_cmd->add_flag("--resume", tc.resume, "continue the run in --out from its last checkpoint");
 
   EvalOptions eo;

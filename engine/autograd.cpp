@@ -143,7 +143,7 @@ void backward(const Tensor& y, const Tensor& dy_in) {
       BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, part, into};
       Tensors g;
       {
-        ProfileScope timed(*node->op, v->name, "bwd");
+        ProfileScope timed(*node->op, v->name, "bwd", 0, &node->inputs);
         g = v->backward(ctx);
       }
       for (size_t i = 0; i < needs.size(); ++i)

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "engine/registry.h"
+#include "engine/tensor.h"
 
 namespace edl {
 
@@ -25,8 +26,8 @@ struct Entry {
 
 struct State {
   std::mutex mutex;
-  std::map<std::tuple<std::string, std::string, std::string>, Entry> table;
-  std::atomic<bool> on{false};
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, Entry> table;  // op, variant, dir, shapes
+  std::atomic<bool> on{false}, shapes{false};
 };
 
 bool env_profile() {
@@ -41,6 +42,7 @@ State& state() {
     auto* st = new State;  // never destroyed: ops may still run while other statics are torn down
     if (env_profile()) {
       st->on = true;
+      st->shapes = std::string(std::getenv("EDL_PROFILE")) == "shapes";
       std::atexit([] {
         const std::string table = profile_report();
         if (!table.empty()) std::fprintf(stderr, "\nEDL_PROFILE: where the time went (wall time per op, summed):\n%s", table.c_str());
@@ -55,15 +57,18 @@ State& state() {
 
 bool profiling() { return state().on; }
 void set_profiling(bool on) { state().on = on; }
+bool profile_shapes() { return state().shapes; }
+void set_profile_shapes(bool on) { state().shapes = on; }
 
 void profile_reset() {
   std::lock_guard<std::mutex> lock(state().mutex);
   state().table.clear();
 }
 
-void profile_add(const std::string& op, const std::string& variant, const char* dir, double seconds, double flops) {
+void profile_add(const std::string& op, const std::string& variant, const char* dir, double seconds, double flops,
+                 const std::string& shapes) {
   std::lock_guard<std::mutex> lock(state().mutex);
-  Entry& e = state().table[{op, variant, dir}];
+  Entry& e = state().table[{op, variant, dir, shapes}];
   e.calls += 1;
   e.seconds += seconds;
   e.flops += flops;
@@ -72,7 +77,7 @@ void profile_add(const std::string& op, const std::string& variant, const char* 
 std::string profile_report() {
   std::lock_guard<std::mutex> lock(state().mutex);
   if (state().table.empty()) return "";
-  using Row = std::pair<std::tuple<std::string, std::string, std::string>, Entry>;
+  using Row = std::pair<std::tuple<std::string, std::string, std::string, std::string>, Entry>;
   std::vector<Row> rows(state().table.begin(), state().table.end());
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.second.seconds > b.second.seconds; });
   double total = 0;
@@ -80,26 +85,33 @@ std::string profile_report() {
   std::string out = fmt::format("{:<28} {:<4} {:>8} {:>11} {:>7} {:>8}\n", "op.variant", "dir", "calls", "total ms",
                                 "% time", "GFLOP/s");
   for (const auto& [key, e] : rows) {
-    const auto& [op, variant, dir] = key;
+    const auto& [op, variant, dir, shapes] = key;
     std::string name = variant.empty() ? op : op + "." + variant;
     std::string gflops = e.flops > 0 && e.seconds > 0 ? fmt::format("{:.1f}", e.flops / e.seconds * 1e-9) : "";
-    out += fmt::format("{:<28} {:<4} {:>8} {:>11.1f} {:>7.1f} {:>8}\n", name, dir, e.calls, e.seconds * 1e3,
-                       100.0 * e.seconds / total, gflops);
+    std::string row = fmt::format("{:<28} {:<4} {:>8} {:>11.1f} {:>7.1f} {:>8}", name, dir, e.calls, e.seconds * 1e3,
+                                  100.0 * e.seconds / total, gflops);
+    out += shapes.empty() ? row + "\n" : fmt::format("{}   {}\n", row, shapes);
   }
   out += fmt::format("{:<28} {:<4} {:>8} {:>11.1f}\n", "total in ops", "", "", total * 1e3);
   return out;
 }
 
-ProfileScope::ProfileScope(const OpDef& op, const std::string& variant, const char* dir, double flops) {
+ProfileScope::ProfileScope(const OpDef& op, const std::string& variant, const char* dir, double flops,
+                           const std::vector<Tensor>* inputs) {
   if (!profiling()) return;
   op_ = &op, variant_ = &variant, dir_ = dir, flops_ = flops;
+  if (inputs && profile_shapes())
+    for (size_t i = 0; i < inputs->size() && i < 2; ++i) {
+      if (i) shapes_ += ' ';
+      shapes_ += (*inputs)[i].defined() ? shape_str((*inputs)[i].shape()) : "-";
+    }
   start_ = std::chrono::steady_clock::now();
 }
 
 ProfileScope::~ProfileScope() {
   if (!op_) return;
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  profile_add(op_->name, *variant_, dir_, s, flops_);
+  profile_add(op_->name, *variant_, dir_, s, flops_, shapes_);
 }
 
 }  // namespace edl

@@ -101,7 +101,7 @@ Tensor call(const OpDef& op, const Tensors& inputs, const Attrs& attrs, const st
   ForwardCtx ctx{inputs, attrs, out_shape, saved};
   Tensor y;
   {
-    ProfileScope timed(op, v.name, "fwd", profiling() && op.flops ? op.flops(inputs, attrs) : 0.0);
+    ProfileScope timed(op, v.name, "fwd", profiling() && op.flops ? op.flops(inputs, attrs) : 0.0, &inputs);
     y = v.forward(ctx);
   }
   EDL_CHECK(y.shape() == out_shape, "{}: variant '{}' returned shape {}, the shape rule says {} (a bug in the op)",

@@ -359,8 +359,10 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
   double train_seconds = 0;
   model->train();
   const bool profiling_before = profiling();  // EDL_PROFILE=1, or a caller's set_profiling
-  const bool profile = c.profile || profiling_before;
+  const bool profile = c.profile || c.profile_shapes || profiling_before;
+  const bool shapes_before = profile_shapes();
   set_profiling(profile);
+  set_profile_shapes(c.profile_shapes || shapes_before);
   const int64_t first_step = step;
   while (step < end_step) {
     const int64_t epoch = step / steps_per_epoch;
@@ -487,6 +489,7 @@ TrainResult train(const TrainConfig& c, std::ostream& log, bool live, const std:
                        profile_report());
     profile_reset();  // printed: EDL_PROFILE's report at exit has nothing left to add
     set_profiling(profiling_before);
+    set_profile_shapes(shapes_before);
   }
   return r;
 }

@@ -30,6 +30,7 @@ struct TrainConfig {
   std::string data_dir;              // "" = search (see find_cifar_dir)
   int64_t epochs = 30;
   bool profile = false;               // time every op and print the table at the end (engine/profiler.h)
+  bool profile_shapes = false;        // the same, a row per op, variant and input shapes
   int64_t max_steps = 0;             // stop after this many steps (0 = the whole run); for smoke tests
   int64_t batch_size = 128;
   std::string optimizer = "sgd";     // sgd | adamw

@@ -8,6 +8,7 @@
 #include <xsimd/xsimd.hpp>  // XSIMD_NO_SUPPORTED_ARCHITECTURE: a build without SIMD
 
 #include "engine/ops.h"
+#include "engine/profiler.h"
 #include "kernels/conv2d/conv2d_implicit.h"
 
 using namespace edl;
@@ -141,4 +142,37 @@ TEST_CASE("registry: judges transform inputs as documented", "[registry]") {
   SECTION("integer inputs (labels) are never transformed") {
     CHECK(judge_inputs(Judge::sign, {labels})[0].to_vector() == labels.to_vector());
   }
+}
+
+TEST_CASE("profiler: a row per op, variant and direction; with shapes, per input shapes too", "[registry]") {
+  const bool was_on = profiling(), shapes_were = profile_shapes();
+  const OpDef& mm = op("matmul");
+  auto run = [&] {
+    call(mm, {Tensor::ones({2, 3}), Tensor::ones({3, 4})}, {}, "");
+    call(mm, {Tensor::ones({2, 3}), Tensor::ones({3, 4})}, {}, "");
+    call(mm, {Tensor::ones({5, 3}), Tensor::ones({3, 4})}, {}, "");
+  };
+  auto rows = [](const std::string& report, const std::string& what) {
+    int n = 0;
+    for (size_t at = report.find(what); at != std::string::npos; at = report.find(what, at + 1)) ++n;
+    return n;
+  };
+  profile_reset();
+  set_profiling(true);
+  set_profile_shapes(false);
+  run();
+  std::string report = profile_report();
+  CHECK(rows(report, "matmul.gemm") == 1);
+  CHECK(report.find("(2,3)") == std::string::npos);
+  profile_reset();
+  set_profile_shapes(true);
+  run();
+  report = profile_report();
+  INFO(report);
+  CHECK(rows(report, "matmul.gemm") == 2);
+  CHECK(rows(report, "(2,3) (3,4)") == 1);
+  CHECK(rows(report, "(5,3) (3,4)") == 1);
+  profile_reset();
+  set_profiling(was_on);
+  set_profile_shapes(shapes_were);
 }
