@@ -31,6 +31,8 @@
 //   EDL_BENCH_REFERENCE=all build/bench/edl_bench --benchmark_filter='^layers/conv2d.reference'
 //
 //   build/bench/edl_bench --benchmark_filter='^layers/' --benchmark_min_time=0.05
+//   EDL_BENCH_COLD=1 build/bench/edl_bench --benchmark_filter='^layers/.*resnet20'   (caches
+//     flushed before every iteration, as training sees a layer: flush_caches_if_cold)
 //   build/bench/edl_bench --benchmark_filter='^im2col/.*resnet20'
 //
 // Registered by a static initializer, as in peak_bench.cpp (ops_bench.cpp owns main()).
@@ -97,6 +99,21 @@ bool reference_everywhere() {
   return v && std::strcmp(v, "all") == 0;
 }
 
+// With EDL_BENCH_COLD set, every iteration starts with caches that hold none of its operands,
+// as in training, where a layer's input was written by the ops before it and its backward
+// reads activations saved long ago: a write over a buffer larger than the last-level cache,
+// outside the timed region. Warm (the default) measures the kernel; cold, the kernel plus the
+// memory traffic it cannot hide. bench/README.md compares the two with a training profile.
+void flush_caches_if_cold(benchmark::State& st) {
+  static const bool cold = std::getenv("EDL_BENCH_COLD") != nullptr;
+  if (!cold) return;
+  st.PauseTiming();
+  static std::vector<float> junk(size_t{64} << 20, 1.0f);  // 256 MB
+#pragma omp parallel for
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] += 1.0f;
+  st.ResumeTiming();
+}
+
 // The label "dispatch" marks the variant edl::call chooses for the layer (the report stars it).
 void conv_forward(benchmark::State& st, const OpDef* conv, const Variant* v, const Sample& s, int threads,
                   bool chosen) {
@@ -104,7 +121,10 @@ void conv_forward(benchmark::State& st, const OpDef* conv, const Variant* v, con
   if (chosen) st.SetLabel("dispatch");
   Tensors in = judge_inputs(v->judge, cached_inputs(s));
   NoGradGuard no_grad;
-  for (auto _ : st) benchmark::DoNotOptimize(call(*conv, in, s.attrs, v->name));
+  for (auto _ : st) {
+    flush_caches_if_cold(st);
+    benchmark::DoNotOptimize(call(*conv, in, s.attrs, v->name));
+  }
   st.counters["FLOP/s"] = benchmark::Counter(conv->flops(in, s.attrs), benchmark::Counter::kIsIterationInvariantRate);
 }
 
@@ -126,6 +146,7 @@ void conv_backward(benchmark::State& st, const OpDef* conv, const Variant* v, co
   const BackwardFn& bw = v->backward ? v->backward : conv->reference().backward;
   const Tensors none(in.size());  // no gradient held to add into
   for (auto _ : st) {
+    flush_caches_if_cold(st);
     BackwardCtx bctx{in, s.attrs, y, saved, dy, needs, none};
     benchmark::DoNotOptimize(bw(bctx));
   }
