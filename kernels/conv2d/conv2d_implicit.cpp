@@ -263,11 +263,12 @@ void conv2d_wgrad_gemm(const float* x, const float* dy, float* dw, const Conv2dS
 // time fill AVX2's 16 registers, and a step is 7 loads for 12 FMAs (AVX-512's 32 registers
 // take 8 output channels: 11 loads for 24 FMAs). The lanes of an
 // accumulator are added at the very end. A thread takes a contiguous range of the blocks of
-// output channels; for each image it writes its channels' planes of dyr (unless dy's rows are
-// whole vectors: then the sums run down dy's own rows, one at a time), and for each input
-// channel the padded plane of x, once, and runs all its blocks on it while it is in L1. Every
-// weight is summed by one thread, over images in order: results do not depend on the thread
-// count.
+// output channels (or, on layers with few of them, chunks of images: see by_images below); for
+// each image it writes its channels' planes of dyr (unless dy's rows are whole vectors: then
+// the sums run down dy's own rows, one at a time), and for each input channel the padded plane
+// of x, once, and runs all its blocks on it while it is in L1. Every weight is summed over
+// images in order by one thread (or per chunk by one thread, then over the chunks in order,
+// their number fixed): results do not depend on the thread count.
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
 constexpr bool kDirectWgrad = true;
 using WBatch = xsimd::batch<float>;
@@ -277,6 +278,9 @@ constexpr int kWgradOB = 8;  // 32 registers: 24 accumulators, 3 + 1 vectors
 #else
 constexpr int kWgradOB = 4;
 #endif
+// Chunks of images (of the schedule by images in conv2d_wgrad_direct), whatever the thread count.
+constexpr int64_t kWgradImageChunks = 8;
+constexpr int64_t kWgradByImagesBytes = 256 << 10;
 
 // Makes the compiler hold v in a register. Without it GCC 12 reads the image vectors again in
 // every FMA that uses them (it folds the load into the FMA): 16 loads for 12 FMAs instead of 7,
@@ -361,21 +365,19 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
   // planes of whole vectors and whole blocks.)
   const bool dy_in_place = phases || (s.OW % kL == 0 && OCG % OB == 0);
   const WgradRows rw = dy_in_place ? WgradRows{s.OH, s.OW, s.OW, Wr} : WgradRows{1, len, 0, 0};
-#pragma omp parallel
-  {
-    const int64_t T = omp_get_num_threads(), th = omp_get_thread_num();
-    const int64_t task0 = tasks * th / T, task1 = tasks * (th + 1) / T;
-    // part[(task - task0)*block_floats + ((o*CG + c)*KK + tap)*kL + lane]
-    std::vector<float> part(static_cast<size_t>((task1 - task0) * block_floats), 0.0f);
-    // The planes of dyr of this thread's output channels (whole blocks: a partial last block's
-    // missing channels stay zero) and one padded plane of x, rewritten per image and channel
-    // (borders and tails stay zero).
-    static thread_local ScratchBuffer dyr_buf, x_buf;
-    float* dyr = dy_in_place ? nullptr : dyr_buf.get((task1 - task0) * OB * len);
-    float* xp = x_buf.get(x_floats);
-    if (!dy_in_place) std::fill_n(dyr, (task1 - task0) * OB * len, 0.0f);
-    std::fill_n(xp, x_floats, 0.0f);
-    for (int64_t n = 0; n < s.N; n += images)
+  // Threads take chunks of images rather than blocks of output channels when the sums of all
+  // blocks are small enough for one thread to keep (kWgradByImagesBytes): ResNet-20's stem and
+  // 16-channel layers, two blocks of 8 channels. Taking one block each, both threads copied
+  // every plane of x. ResNet-20's 16 -> 16 backward (dw and dx) 1772, 1763, 1803 -> 1641, 1676,
+  // 1683 ms over 39 steps (edl train --profile-shapes, three alternating pairs).
+  const bool by_images = !phases && tasks * block_floats * static_cast<int64_t>(sizeof(float)) <= kWgradByImagesBytes;
+  // The sums of tasks task0 .. task1-1 over images n0 .. n1-1, added into part (part[(task -
+  // task0)*block_floats + ((o*CG + c)*KK + tap)*kL + lane]); dyr and xp are the thread's buffers:
+  // the planes of dyr of these tasks' output channels (whole blocks: a partial last block's
+  // missing channels stay zero) and the padded planes of x, rewritten per image and channel
+  // (borders and tails stay zero).
+  auto sum_images = [&](int64_t n0, int64_t n1, int64_t task0, int64_t task1, float* part, float* dyr, float* xp) {
+    for (int64_t n = n0; n < n1; n += images)
       for (int64_t first = task0; first < task1;) {  // the tasks of one group at a time
         const int64_t g = first / blocks, last = std::min(task1, (g + 1) * blocks);
         for (int64_t task = first; task < last && !dy_in_place; ++task) {
@@ -387,7 +389,7 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
         }
         for (int64_t c = 0; c < CG; ++c) {
           const float* xsrc = x + (n * s.C + g * CG + c) * s.H * s.W;
-          const int64_t nb = std::min(images, s.N - n);
+          const int64_t nb = std::min(images, n1 - n);
           if (phases)
             for (int64_t i = 0; i < nb; ++i) pp.fill(xsrc + i * s.C * s.H * s.W, xp + i * pp.channel);
           else
@@ -398,7 +400,7 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
             const float* d = dy_in_place ? dy + (n * s.OC + g * OCG + task % blocks * OB) * s.OH * s.OW
                                          : dyr + (task - task0) * OB * len;
             const int64_t d_plane = dy_in_place ? s.OH * s.OW : len;
-            float* pblock = part.data() + (task - task0) * block_floats + c * KK * kL;
+            float* pblock = part + (task - task0) * block_floats + c * KK * kL;
             for (int64_t kh = 0; kh < s.KH; ++kh)
               for (int64_t kw = 0; kw < s.KW; kw += 3)
                 wgrad_taps(std::min<int64_t>(3, s.KW - kw), d, d_plane,
@@ -408,17 +410,62 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
         }
         first = last;
       }
+  };
+  // out (dw's layout) += the lanes of part's sums for tasks task0 .. task1-1, lane by lane.
+  auto add_lanes = [&](const float* part, int64_t task0, int64_t task1, float* out) {
     for (int64_t task = task0; task < task1; ++task) {
       const int64_t g = task / blocks, oc0 = task % blocks * OB, ob = std::min(OB, OCG - oc0);
-      const float* pblock = part.data() + (task - task0) * block_floats;
+      const float* pblock = part + (task - task0) * block_floats;
       for (int64_t o = 0; o < ob; ++o)
         for (int64_t i = 0; i < CG * KK; ++i) {
           const float* lanes = pblock + (o * CG * KK + i) * kL;
           float sum = 0;
           for (int64_t l = 0; l < kL; ++l) sum += lanes[l];
-          dw[(g * OCG + oc0 + o) * CG * KK + i] += sum;
+          out[(g * OCG + oc0 + o) * CG * KK + i] += sum;
         }
     }
+  };
+  auto thread_buffers = [&](int64_t ntasks, float*& dyr, float*& xp) {
+    static thread_local ScratchBuffer dyr_buf, x_buf;
+    dyr = dy_in_place ? nullptr : dyr_buf.get(ntasks * OB * len);
+    xp = x_buf.get(x_floats);
+    if (!dy_in_place) std::fill_n(dyr, ntasks * OB * len, 0.0f);
+    std::fill_n(xp, x_floats, 0.0f);
+  };
+
+  if (by_images) {
+    // Few tasks: each thread takes whole chunks of images and sums every task over them, so
+    // each plane of x is copied once, not once per thread; the chunks' sums are added up in
+    // chunk order at the end. There are kWgradImageChunks chunks whatever the thread count,
+    // so the result does not depend on it either.
+    const int64_t chunks = std::min(kWgradImageChunks, s.N), out_floats = s.OC * CG * KK;
+    std::vector<float> chunk_sums(static_cast<size_t>(chunks * out_floats), 0.0f);
+#pragma omp parallel
+    {
+      float *dyr, *xp;
+      thread_buffers(tasks, dyr, xp);
+      static thread_local ScratchBuffer part_buf;
+      float* part = part_buf.get(tasks * block_floats);
+#pragma omp for schedule(static)
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+        std::fill_n(part, tasks * block_floats, 0.0f);
+        sum_images(s.N * chunk / chunks, s.N * (chunk + 1) / chunks, 0, tasks, part, dyr, xp);
+        add_lanes(part, 0, tasks, chunk_sums.data() + chunk * out_floats);
+      }
+    }
+    for (int64_t chunk = 0; chunk < chunks; ++chunk)
+      for (int64_t i = 0; i < out_floats; ++i) dw[i] += chunk_sums[static_cast<size_t>(chunk * out_floats + i)];
+    return;
+  }
+#pragma omp parallel
+  {
+    const int64_t T = omp_get_num_threads(), th = omp_get_thread_num();
+    const int64_t task0 = tasks * th / T, task1 = tasks * (th + 1) / T;
+    std::vector<float> part(static_cast<size_t>((task1 - task0) * block_floats), 0.0f);
+    float *dyr, *xp;
+    thread_buffers(task1 - task0, dyr, xp);
+    sum_images(0, s.N, task0, task1, part.data(), dyr, xp);
+    add_lanes(part.data(), task0, task1, dw);
   }
 }
 #else
