@@ -2,6 +2,7 @@
 #include "kernels/conv2d/conv2d_implicit.h"
 
 #include <algorithm>
+#include <functional>
 #include <numeric>
 #include <vector>
 
@@ -342,41 +343,75 @@ void wgrad_taps(int64_t TB, const float* dy, int64_t dy_plane, const float* x, i
 // P = OH·OW consecutive floats of a plane in the output's raster order, so the sums run down
 // dy's plane and the tap's block of the plane as one long row, and taps kw = 0, 1, 2 of a row
 // of the kernel are the same place in three neighbouring planes.
-void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2dShape& s) {
-  const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW;
-  const bool phases = s.stride == 2;
-  const PhasePlanes pp(s);
-  const int64_t Wr = s.W + 2 * s.padding;                // = OW + KW - 1 at stride 1
-  const int64_t len = (s.OH * Wr + kL - 1) / kL * kL;    // a plane of dyr, in whole vectors
-  // Phase planes of a few images at a time, about 1024 pixels (P = 64: 16 images): the sums of
-  // a tile then run down all of them in one call, where one image's 64 pixels were 4 steps
-  // between loading and storing the tile's 24 partial sums.
-  const int64_t P = s.OH * s.OW, images = phases ? std::clamp<int64_t>((1024 + P - 1) / P, 1, s.N) : 1;
-  const int64_t x_floats = phases ? images * pp.channel : len + (s.KH - 1) * Wr + s.KW;  // the furthest any tap reads
-  constexpr int64_t OB = kWgradOB;
-  const int64_t blocks = (OCG + OB - 1) / OB, tasks = s.groups * blocks;
-  const int64_t block_floats = OB * CG * KK * kL;  // one block's sums, lane by lane
-  const int64_t o_stride = CG * KK * kL;
-  // dy's own planes serve when its rows are whole vectors and the blocks whole (a partial block
-  // would read past its channels); copying them into dyr took, with the copies of x, a third of
-  // the time. AVX-512, bench/compare.py 3 rounds, 2 threads: ResNet-20's 16 -> 16 layer 3.29 ->
-  // 2.98 ms, the stems of ResNet-20 and ResNet-18 1.39× and 1.44× as fast.
-  // (With phase planes dy is always read in place: conv2d_implicit_wgrad_is_direct asks for
-  // planes of whole vectors and whole blocks.)
-  const bool dy_in_place = phases || (s.OW % kL == 0 && OCG % OB == 0);
-  const WgradRows rw = dy_in_place ? WgradRows{s.OH, s.OW, s.OW, Wr} : WgradRows{1, len, 0, 0};
-  // Threads take chunks of images rather than blocks of output channels when the sums of all
-  // blocks are small enough for one thread to keep (kWgradByImagesBytes): ResNet-20's stem and
-  // 16-channel layers, two blocks of 8 channels. Taking one block each, both threads copied
-  // every plane of x. ResNet-20's 16 -> 16 backward (dw and dx) 1772, 1763, 1803 -> 1641, 1676,
-  // 1683 ms over 39 steps (edl train --profile-shapes, three alternating pairs).
-  const bool by_images = !phases && tasks * block_floats * static_cast<int64_t>(sizeof(float)) <= kWgradByImagesBytes;
+//
+// WgradDirect holds the plan for one shape; conv2d_wgrad_direct runs it, and the backward pass
+// runs it image by image beside the data gradient's product (backward_implicit).
+struct WgradDirect {
+  Conv2dShape s;
+  int64_t CG, OCG, KK;
+  bool phases;
+  PhasePlanes pp;
+  int64_t Wr, len, P, images, x_floats;
+  static constexpr int64_t OB = kWgradOB;
+  int64_t blocks, tasks, block_floats, o_stride;
+  bool dy_in_place;
+  WgradRows rw;
+  bool by_images;
+  int64_t chunk;  // images per chunk when by_images: chunk n / chunk holds image n
+
+  explicit WgradDirect(const Conv2dShape& shape)
+      : s(shape),
+        CG(s.C / s.groups),
+        OCG(s.OC / s.groups),
+        KK(s.KH * s.KW),
+        phases(s.stride == 2),
+        pp(s),
+        Wr(s.W + 2 * s.padding),                  // = OW + KW - 1 at stride 1
+        len((s.OH * Wr + kL - 1) / kL * kL),      // a plane of dyr, in whole vectors
+        P(s.OH * s.OW),
+        // Phase planes of a few images at a time, about 1024 pixels (P = 64: 16 images): the
+        // sums of a tile then run down all of them in one call, where one image's 64 pixels
+        // were 4 steps between loading and storing the tile's 24 partial sums.
+        images(phases ? std::clamp<int64_t>((1024 + P - 1) / P, 1, s.N) : 1),
+        x_floats(phases ? images * pp.channel : len + (s.KH - 1) * Wr + s.KW),  // the furthest any tap reads
+        blocks((OCG + OB - 1) / OB),
+        tasks(s.groups * blocks),
+        block_floats(OB * CG * KK * kL),  // one block's sums, lane by lane
+        o_stride(CG * KK * kL),
+        // dy's own planes serve when its rows are whole vectors and the blocks whole (a partial
+        // block would read past its channels); copying them into dyr took, with the copies of
+        // x, a third of the time. AVX-512, bench/compare.py 3 rounds, 2 threads: ResNet-20's
+        // 16 -> 16 layer 3.29 -> 2.98 ms, the stems of ResNet-20 and ResNet-18 1.39× and 1.44×
+        // as fast. (With phase planes dy is always read in place: conv2d_implicit_wgrad_is_direct
+        // asks for planes of whole vectors and whole blocks.)
+        dy_in_place(phases || (s.OW % kL == 0 && OCG % OB == 0)),
+        rw(dy_in_place ? WgradRows{s.OH, s.OW, s.OW, Wr} : WgradRows{1, len, 0, 0}),
+        // Threads take chunks of images rather than blocks of output channels when the sums of
+        // all blocks are small enough for one thread to keep (kWgradByImagesBytes): ResNet-20's
+        // stem and 16-channel layers, two blocks of 8 channels. Taking one block each, both
+        // threads copied every plane of x. ResNet-20's 16 -> 16 backward (dw and dx) 1772,
+        // 1763, 1803 -> 1641, 1676, 1683 ms over 39 steps (edl train --profile-shapes, three
+        // alternating pairs).
+        by_images(!phases && tasks * block_floats * static_cast<int64_t>(sizeof(float)) <= kWgradByImagesBytes),
+        chunk((s.N + kWgradImageChunks - 1) / kWgradImageChunks) {}
+
+  int64_t chunks() const { return (s.N + chunk - 1) / chunk; }
+
+  // The calling thread's buffers, cleared: the planes of dyr of ntasks tasks' output channels
+  // (whole blocks: a partial last block's missing channels stay zero) and the padded planes of
+  // x, rewritten per image and channel (borders and tails stay zero).
+  void thread_buffers(int64_t ntasks, float*& dyr, float*& xp) const {
+    static thread_local ScratchBuffer dyr_buf, x_buf;
+    dyr = dy_in_place ? nullptr : dyr_buf.get(ntasks * OB * len);
+    xp = x_buf.get(x_floats);
+    if (!dy_in_place) std::fill_n(dyr, ntasks * OB * len, 0.0f);
+    std::fill_n(xp, x_floats, 0.0f);
+  }
+
   // The sums of tasks task0 .. task1-1 over images n0 .. n1-1, added into part (part[(task -
-  // task0)*block_floats + ((o*CG + c)*KK + tap)*kL + lane]); dyr and xp are the thread's buffers:
-  // the planes of dyr of these tasks' output channels (whole blocks: a partial last block's
-  // missing channels stay zero) and the padded planes of x, rewritten per image and channel
-  // (borders and tails stay zero).
-  auto sum_images = [&](int64_t n0, int64_t n1, int64_t task0, int64_t task1, float* part, float* dyr, float* xp) {
+  // task0)*block_floats + ((o*CG + c)*KK + tap)*kL + lane]), with the buffers above.
+  void sum_images(const float* x, const float* dy, int64_t n0, int64_t n1, int64_t task0, int64_t task1, float* part,
+                  float* dyr, float* xp) const {
     for (int64_t n = n0; n < n1; n += images)
       for (int64_t first = task0; first < task1;) {  // the tasks of one group at a time
         const int64_t g = first / blocks, last = std::min(task1, (g + 1) * blocks);
@@ -410,9 +445,10 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
         }
         first = last;
       }
-  };
+  }
+
   // out (dw's layout) += the lanes of part's sums for tasks task0 .. task1-1, lane by lane.
-  auto add_lanes = [&](const float* part, int64_t task0, int64_t task1, float* out) {
+  void add_lanes(const float* part, int64_t task0, int64_t task1, float* out) const {
     for (int64_t task = task0; task < task1; ++task) {
       const int64_t g = task / blocks, oc0 = task % blocks * OB, ob = std::min(OB, OCG - oc0);
       const float* pblock = part + (task - task0) * block_floats;
@@ -424,48 +460,48 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
           out[(g * OCG + oc0 + o) * CG * KK + i] += sum;
         }
     }
-  };
-  auto thread_buffers = [&](int64_t ntasks, float*& dyr, float*& xp) {
-    static thread_local ScratchBuffer dyr_buf, x_buf;
-    dyr = dy_in_place ? nullptr : dyr_buf.get(ntasks * OB * len);
-    xp = x_buf.get(x_floats);
-    if (!dy_in_place) std::fill_n(dyr, ntasks * OB * len, 0.0f);
-    std::fill_n(xp, x_floats, 0.0f);
-  };
+  }
 
-  if (by_images) {
-    // Few tasks: each thread takes whole chunks of images and sums every task over them, so
-    // each plane of x is copied once, not once per thread; the chunks' sums are added up in
-    // chunk order at the end. There are kWgradImageChunks chunks whatever the thread count,
-    // so the result does not depend on it either.
-    const int64_t chunks = std::min(kWgradImageChunks, s.N), out_floats = s.OC * CG * KK;
-    std::vector<float> chunk_sums(static_cast<size_t>(chunks * out_floats), 0.0f);
+  // By images: the sums of every chunk, parts[chunk * tasks * block_floats ...] (each summed
+  // by one thread, its images in order), added into dw: lanes, then chunks, in order.
+  void add_chunks(const float* parts, float* dw) const {
+    const int64_t out_floats = s.OC * CG * KK;
+    std::vector<float> sums(static_cast<size_t>(out_floats));
+    for (int64_t ch = 0; ch < chunks(); ++ch) {
+      std::fill(sums.begin(), sums.end(), 0.0f);
+      add_lanes(parts + ch * tasks * block_floats, 0, tasks, sums.data());
+      for (int64_t i = 0; i < out_floats; ++i) dw[i] += sums[static_cast<size_t>(i)];
+    }
+  }
+};
+
+void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2dShape& s) {
+  const WgradDirect wd(s);
+  if (wd.by_images) {
+    // There are kWgradImageChunks chunks whatever the thread count, so the result does not
+    // depend on it either.
+    std::vector<float> parts(static_cast<size_t>(wd.chunks() * wd.tasks * wd.block_floats), 0.0f);
 #pragma omp parallel
     {
       float *dyr, *xp;
-      thread_buffers(tasks, dyr, xp);
-      static thread_local ScratchBuffer part_buf;
-      float* part = part_buf.get(tasks * block_floats);
+      wd.thread_buffers(wd.tasks, dyr, xp);
 #pragma omp for schedule(static)
-      for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-        std::fill_n(part, tasks * block_floats, 0.0f);
-        sum_images(s.N * chunk / chunks, s.N * (chunk + 1) / chunks, 0, tasks, part, dyr, xp);
-        add_lanes(part, 0, tasks, chunk_sums.data() + chunk * out_floats);
-      }
+      for (int64_t ch = 0; ch < wd.chunks(); ++ch)
+        wd.sum_images(x, dy, ch * wd.chunk, std::min(s.N, (ch + 1) * wd.chunk), 0, wd.tasks,
+                      parts.data() + ch * wd.tasks * wd.block_floats, dyr, xp);
     }
-    for (int64_t chunk = 0; chunk < chunks; ++chunk)
-      for (int64_t i = 0; i < out_floats; ++i) dw[i] += chunk_sums[static_cast<size_t>(chunk * out_floats + i)];
+    wd.add_chunks(parts.data(), dw);
     return;
   }
 #pragma omp parallel
   {
     const int64_t T = omp_get_num_threads(), th = omp_get_thread_num();
-    const int64_t task0 = tasks * th / T, task1 = tasks * (th + 1) / T;
-    std::vector<float> part(static_cast<size_t>((task1 - task0) * block_floats), 0.0f);
+    const int64_t task0 = wd.tasks * th / T, task1 = wd.tasks * (th + 1) / T;
+    std::vector<float> part(static_cast<size_t>((task1 - task0) * wd.block_floats), 0.0f);
     float *dyr, *xp;
-    thread_buffers(task1 - task0, dyr, xp);
-    sum_images(0, s.N, task0, task1, part.data(), dyr, xp);
-    add_lanes(part.data(), task0, task1, dw);
+    wd.thread_buffers(task1 - task0, dyr, xp);
+    wd.sum_images(x, dy, 0, s.N, task0, task1, part.data(), dyr, xp);
+    wd.add_lanes(part.data(), task0, task1, dw);
   }
 }
 #else
@@ -486,17 +522,25 @@ bool rows_in_place(int64_t OW) {
   return OW >= kGemmNR || 8 * OW >= 7 * padded;
 }
 
-}  // namespace
+// Work to run after each image of the forward pass (rows read in place, one group): after(n)
+// right after image n's outputs, on the thread that computed them, while its input is still in
+// that core's caches. Images come in chunks of `chunk`, each chunk on one thread, in order.
+struct AfterImage {
+  int64_t chunk;
+  const std::function<void(int64_t)>* after;
+};
 
-void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
-                             bool accumulate) {
+// conv2d_forward_implicit, and `after` run as above; returns whether it ran (it does not on
+// other paths: the caller then does that work itself).
+bool forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s, bool accumulate,
+                      const AfterImage* after) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, CKK = CG * s.KH * s.KW, P = s.OH * s.OW;
-  if (s.N == 0 || OCG == 0 || P == 0) return;
+  if (s.N == 0 || OCG == 0 || P == 0) return false;
   if (CKK == 0) {  // no input channels: an empty sum, y = (accumulate ? y : 0) + b
     for (int64_t i = 0; i < s.N * s.OC; ++i)
       for (int64_t p = 0; p < P; ++p)
         y[i * P + p] = (accumulate ? y[i * P + p] : 0.0f) + (b ? b[i % s.OC] : 0.0f);
-    return;
+    return false;
   }
   const int64_t MP = (OCG + kGemmMR - 1) / kGemmMR * kGemmMR;  // rows of packed weights, whole tiles
 
@@ -552,7 +596,10 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
       offset[static_cast<size_t>(k)] = k / (s.KH * s.KW) * plane + k / s.KW % s.KH * Wp + k % s.KW;
 
     const int64_t tasks = s.N * s.groups * row_blocks;
-#pragma omp parallel for schedule(static)
+    // A task per image when `after` runs; its chunks go whole to one thread each.
+    const bool hooked = after && row_blocks == 1 && s.groups == 1;
+    const int64_t per_thread = hooked ? after->chunk : (tasks + omp_get_max_threads() - 1) / omp_get_max_threads();
+#pragma omp parallel for schedule(static, per_thread)
     for (int64_t task = 0; task < tasks; ++task) {
       const int64_t n = task / (s.groups * row_blocks), g = task / row_blocks % s.groups;
       const int64_t oh0 = task % row_blocks * R, oh1 = std::min(s.OH, oh0 + R);
@@ -572,8 +619,9 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
           multiply_in_place(g, buf.data() + (oh - oh0) * Wp + ow0, offset.data(),
                             y + (n * s.OC + g * OCG) * P + oh * s.OW + ow0, nr);
         }
+      if (hooked) (*after->after)(n);
     }
-    return;
+    return hooked;
   }
 
   if (phase_panels_pay(s)) {
@@ -600,7 +648,7 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
         }
       }
     }
-    return;
+    return false;
   }
 
   // Otherwise each panel is packed from the image (pack_panel_from_image) into L1 first. Panels
@@ -644,6 +692,14 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
       j += len;
     }
   }
+  return false;
+}
+
+}  // namespace
+
+void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                             bool accumulate) {
+  forward_implicit(x, w, b, y, s, accumulate, nullptr);
 }
 
 bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s) {
@@ -767,10 +823,40 @@ bool dx_is_conv(const Conv2dShape& s) {
   return s.stride == 1 && s.KH == s.KW && s.padding <= s.KH - 1 && rows_in_place(s.W);
 }
 
+// dx as the convolution t of dy (conv2d_forward_implicit), and with it dw's direct sums by
+// images (WgradDirect), each image's right after its dx, on the same thread: the image of dy,
+// which dx's task has just copied, is then read from that core's cache instead of from memory
+// a second time. Returns false, doing nothing, unless both run that way (dw by images, dx's
+// tasks whole images of one group). The sums are those of conv2d_wgrad_direct, in the same
+// order: the same dw, bit for bit. ResNet-20's 16 -> 16 backward (edl train --profile-shapes,
+// 39 steps, six alternating pairs) 1719-1810 -> 1627-1737 ms, each pair 4-6% faster.
+bool fused_dw(const float* dy, const float* wt, float* dx, const Conv2dShape& t, bool add_dx, const float* x,
+              float* dw, const Conv2dShape& s) {
+#if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+  const WgradDirect wd(s);
+  if (!wd.by_images || s.groups != 1 || s.N < 8) return false;
+  std::vector<float> parts(static_cast<size_t>(wd.chunks() * wd.tasks * wd.block_floats), 0.0f);
+  const std::function<void(int64_t)> after = [&](int64_t n) {
+    float *dyr, *xp;
+    wd.thread_buffers(wd.tasks, dyr, xp);
+    wd.sum_images(x, dy, n, n + 1, 0, wd.tasks, parts.data() + n / wd.chunk * wd.tasks * wd.block_floats, dyr, xp);
+  };
+  const AfterImage hook{wd.chunk, &after};
+  if (!forward_implicit(dy, wt, nullptr, dx, t, add_dx, &hook)) return false;
+  wd.add_chunks(parts.data(), dw);
+  return true;
+#else
+  (void)dy, (void)wt, (void)dx, (void)t, (void)add_dx, (void)x, (void)dw, (void)s;
+  return false;
+#endif
+}
+
 void backward_implicit(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                        const Conv2dShape& s, bool add_dx) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, KK = s.KH * s.KW, CKK = CG * KK;
   const bool dx_as_conv = dx && dx_is_conv(s), dx_phases = dx && !dx_as_conv && phase_panels_pay(s) && OCG > 0;
+  const bool dw_direct = dw && conv2d_implicit_wgrad_is_direct(s);
+  bool dw_done = false;  // summed beside dx (fused_dw)
   if (dx_phases) dx_by_phases(dy, w, dx, s, add_dx);
   if (dx_as_conv) {
     // wt (C, OC/groups, KH, KW): wt[g*CG + c][oc][kh][kw] = w[g*OCG + oc][c][KH-1-kh][KW-1-kw].
@@ -782,7 +868,8 @@ void backward_implicit(const float* x, const float* w, const float* dy, float* d
             wt[static_cast<size_t>(((g * CG + c) * OCG + oc) * KK + (KK - 1 - t))] = w[((g * OCG + oc) * CG + c) * KK + t];
     Conv2dShape t = s;
     t.C = s.OC, t.H = s.OH, t.W = s.OW, t.OC = s.C, t.padding = s.KH - 1 - s.padding, t.OH = s.H, t.OW = s.W;
-    conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, add_dx);
+    dw_done = dw_direct && kDirectWgrad && fused_dw(dy, wt.data(), dx, t, add_dx, x, dw, s);
+    if (!dw_done) conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, add_dx);
   }
   // dw, one of three ways:
   // - directly (conv2d_implicit_wgrad_is_direct) when the stride is 1 and output rows have at
@@ -804,9 +891,8 @@ void backward_implicit(const float* x, const float* w, const float* dy, float* d
   //   taps) 159 → 198 ms.
   // - otherwise im2col's product dy·colᵀ (with dx's product from the same gathered dy when
   //   dx goes that way too; 1×1 convolutions are a plain GEMM there already).
-  const bool dw_direct = dw && conv2d_implicit_wgrad_is_direct(s);
   const bool dw_gemm = dw && !dw_direct && OCG >= 128 && CKK >= 1024 && KK > 1;
-  if (dw_direct) conv2d_wgrad_direct(x, dy, dw, s);
+  if (dw_direct && !dw_done) conv2d_wgrad_direct(x, dy, dw, s);
   if (dw_gemm) conv2d_wgrad_gemm(x, dy, dw, s);
   (add_dx ? conv2d_backward_im2col_add_dx : conv2d_backward_im2col)(x, w, dy, dx_as_conv || dx_phases ? nullptr : dx,
                                                                      dw_direct || dw_gemm ? nullptr : dw, db, s);

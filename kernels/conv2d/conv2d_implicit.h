@@ -46,10 +46,13 @@
 // layers (128 output channels and 1024 taps per group and up) take it as one implicit GEMM
 // over the whole batch, dw += dy · colᵀ, the driver's panels packed straight from dy and x
 // (WgradPacker); the rest (narrow rows, strides, 1×1) use conv2d_im2col.h. (Each choice
-// measured: see conv2d_backward_implicit.)
+// measured: see conv2d_backward_implicit.) On layers with few output channels (ResNet-20's 16)
+// the direct kernel's threads take chunks of images, and when dx is a convolution too each
+// image's weight-gradient sums run right after its dx, while that image of dy is in cache.
 //
-// Every output element is summed by one task in a fixed order: results are bitwise identical
-// for any number of threads.
+// Every output element is summed by one task in a fixed order (the weight gradient by images:
+// per chunk of images, then over a fixed number of chunks in order): results are bitwise
+// identical for any number of threads.
 //
 // Tested by: ctest -R 'op\.conv2d\.variants'    Benchmarked by: edl_bench --benchmark_filter='conv2d.implicit'
 #pragma once
