@@ -198,7 +198,8 @@ void transform_filter(const float* g, float* u) {
 // The strips below copy, channel after channel, a few short rows of each plane: streams too
 // short for the hardware prefetcher, so on maps larger than the caches every row waits for
 // memory. With `prefetch` they ask for the same rows kPrefetchPlanes channels on; only for
-// tensors above kPrefetchBytes, whose rows the caches do not keep between passes.
+// tensors above kPrefetchBytes, whose rows the caches do not keep between passes, on maps of at
+// least kPrefetchMinPlane pixels (the history of both follows).
 // AVX-512 machine, 2 threads, bench/compare.py 3 rounds, against no prefetch: ResNet-18's
 // 64- and 128-channel layers (32 and 16 MB), dw 1.48× and 1.40× (F(4×4)), 1.41× and 1.30×
 // (F(2×2)), forward and dx 0.99-1.09×; airbench's 24 -> 64 and 64 -> 256 layers, dx 1.18-1.44×,
@@ -206,9 +207,19 @@ void transform_filter(const float* g, float* u) {
 // ResNet-18's 256-channel layer (8 MB) 0.91-1.03× as fast (with the threshold, 0.95-1.03×:
 // noise); in training too, a 1 MB threshold took ResNet-20's Winograd backward from 2.34 and
 // 2.36 s to 2.42 and 2.51 s over 39 steps (edl train --profile, two alternating pairs).
+// Later, with the strips, training finds every tensor out of cache (bench/README.md, "Warm or
+// cold caches") and asking pays on maps of 16×16 and up once the tensor outgrows a core's L2:
+// ResNet-20's 32-channel 16×16 layers (4 MB), backward 1151/1118/1103 and 1165/1110/1135 ->
+// 1048/1036/982 and 1027/1032/1050 ms over 39 steps, forward 0.93-1.00× as long (edl train
+// --profile-shapes, six alternating pairs); on 8×8 maps and smaller, where a 4 KB page holds
+// 16 or more planes and the hardware prefetcher keeps up, it bought nothing (ResNet-20's 64
+// channels) or lost a little (ResNet-18's 256 and 512 channels, 1.00-1.08× as long).
 constexpr int64_t kPrefetchPlanes = 4;
-constexpr int64_t kPrefetchBytes = 12 << 20;
-bool prefetch_planes(int64_t floats) { return floats * static_cast<int64_t>(sizeof(float)) > kPrefetchBytes; }
+constexpr int64_t kPrefetchBytes = 2 << 20;
+constexpr int64_t kPrefetchMinPlane = 16 * 16;
+bool prefetch_planes(int64_t floats, int64_t plane) {
+  return floats * static_cast<int64_t>(sizeof(float)) > kPrefetchBytes && plane >= kPrefetchMinPlane;
+}
 
 // The transforms read the tiles' patches (and dy's blocks) from strips: the rows of the chunk's
 // runs of tiles, copied whole, one after another, S floats apart. Run number r's `rows` rows
@@ -466,7 +477,7 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
   // the L1 cache, which evict each other (measured: the output transform of ResNet-20's
   // 16-channel layers took 30% of the time with blocks 16 KB apart).
   const int64_t vs = panels * C * kGemmNR + 16, ms = OC * T + 16;
-  const bool prefetch = prefetch_planes(s.N * C * s.H * s.W);
+  const bool prefetch = prefetch_planes(s.N * C * s.H * s.W, s.H * s.W);
   constexpr int64_t A = Winograd<M>::kAlpha;
   const int64_t S = strip_stride<M>(tl, T, 2), strip_floats = max_runs(tl, T) * A * S;
   const int64_t So = strip_stride<M>(tl, T, 0), out_floats = (max_runs(tl, T) + 1) * M * So;
@@ -566,7 +577,7 @@ void backward(const float* x, const float* w, const float* dy, float* dx, float*
   float* du = du_buffer.get(slabs * kXi * filters);
   std::fill_n(du, slabs * kXi * filters, 0.0f);
   const int64_t zs = OP * T * kGemmMR + 16, vts = CP * T * kGemmNR + 16;  // + a cache line: see the forward pass
-  const bool prefetch_x = prefetch_planes(s.N * C * s.H * s.W), prefetch_dy = prefetch_planes(s.N * OC * P);
+  const bool prefetch_x = prefetch_planes(s.N * C * s.H * s.W, s.H * s.W), prefetch_dy = prefetch_planes(s.N * OC * P, P);
   // The strips of a panel of NR input channels (patch_strips floats each) and of MR output
   // channels of dy (block_strips each), and the offsets where each (tile, channel) reads them.
   constexpr int64_t A = Winograd<M>::kAlpha;
