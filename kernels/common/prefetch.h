@@ -18,4 +18,12 @@ inline void prefetch_floats(const float* p, int64_t n) {
   if (n > 0) __builtin_prefetch(p + n - 1);  // the last line, when p is not line-aligned
 }
 
+// The same for lines about to be written: asks for them in a state that allows writing, so
+// the stores later do not wait for the lines to be read in first (read for ownership).
+inline void prefetch_floats_for_write(float* p, int64_t n) {
+  constexpr int64_t kLineFloats = 16;
+  for (int64_t i = 0; i < n; i += kLineFloats) __builtin_prefetch(p + i, 1);
+  if (n > 0) __builtin_prefetch(p + n - 1, 1);
+}
+
 }  // namespace edl
