@@ -119,7 +119,8 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
     int64_t stride, padding, groups;
   };
   // implicit with rows read in place (stride 1, 35-pixel rows; 32-pixel rows, whose weight
-  // gradient reads dy in place; with 4 groups, the direct weight gradient's ranges of blocks
+  // gradient reads dy in place and runs by chunks of images — with 10 images, beside dx's
+  // product (fused_dw), 5 chunks of 2; with 4 groups, the direct weight gradient's ranges of blocks
   // spanning groups), implicit with packed panels (stride 2 on 9×9), implicit on phase planes
   // (stride 2 on 16×62: dx as four products by phases, dw through im2col; with 2 groups of 8
   // output channels on 16×32, dw runs down the phase planes),
@@ -132,6 +133,7 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
   // and partial panels of both operands), winograd4 (360 tiles of 4×4 outputs, 20 → 7).
   for (const Case& k : {Case{"implicit", {3, 8, 7, 35}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"implicit", {3, 8, 4, 32}, {16, 8, 3, 3}, 1, 1, 1},
+                        Case{"implicit", {10, 4, 4, 32}, {16, 4, 3, 3}, 1, 1, 1},
                         Case{"implicit", {2, 8, 15, 15}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"implicit", {2, 8, 6, 20}, {12, 2, 3, 3}, 1, 1, 4},
                         Case{"implicit", {3, 128, 10, 10}, {128, 128, 3, 3}, 1, 1, 1},
@@ -229,4 +231,24 @@ TEST_CASE("gemm: called inside a parallel region, each product runs on its threa
 #pragma omp parallel for num_threads(2)
   for (int r = 0; r < 4; ++r) gemm_f32(M, N, K, A, B, inside[static_cast<size_t>(r)].data(), N);
   for (const std::vector<float>& c : inside) CHECK(c == outside);
+}
+
+TEST_CASE("conv2d: an empty batch gives an empty output and a zero weight gradient with every variant",
+          "[gemm]") {
+  const OpDef& conv = op("conv2d");
+  Tensor x = Tensor::zeros({0, 4, 4, 32}), w = random_tensor({16, 4, 3, 3}, 3);
+  const Attrs attrs{{"stride", int64_t{1}}, {"padding", int64_t{1}}, {"groups", int64_t{1}}};
+  for (const Variant& v : conv.variants) {
+    if (v.supports && !v.supports({x, w}, attrs)) continue;
+    DYNAMIC_SECTION(v.name) {
+      force_variant("conv2d", v.name);
+      Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad();
+      Tensor y = conv2d(xg, wg, Tensor(), 1, 1, 1);
+      CHECK(y.shape() == Shape{0, 16, 4, 32});
+      sum(y * y).backward();
+      REQUIRE(wg.grad().defined());
+      for (double g : wg.grad().to_vector()) CHECK(g == 0.0);
+      force_variant("conv2d", "");
+    }
+  }
 }

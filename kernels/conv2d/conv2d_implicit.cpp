@@ -394,7 +394,7 @@ struct WgradDirect {
         // 1763, 1803 -> 1641, 1676, 1683 ms over 39 steps (edl train --profile-shapes, three
         // alternating pairs).
         by_images(!phases && tasks * block_floats * static_cast<int64_t>(sizeof(float)) <= kWgradByImagesBytes),
-        chunk((s.N + kWgradImageChunks - 1) / kWgradImageChunks) {}
+        chunk(std::max<int64_t>(1, (s.N + kWgradImageChunks - 1) / kWgradImageChunks)) {}
 
   int64_t chunks() const { return (s.N + chunk - 1) / chunk; }
 
@@ -531,8 +531,8 @@ struct AfterImage {
   const std::function<void(int64_t)>* after;
 };
 
-// conv2d_forward_implicit, and `after` run as above; returns whether it ran (it does not on
-// other paths: the caller then does that work itself).
+// conv2d_forward_implicit, and `after` run as above; returns whether `after` ran (it does not
+// on the other paths, which compute y all the same: the caller then does that work itself).
 bool forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s, bool accumulate,
                       const AfterImage* after) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, CKK = CG * s.KH * s.KW, P = s.OH * s.OW;
@@ -840,9 +840,9 @@ bool dx_is_conv(const Conv2dShape& s) {
 // dx as the convolution t of dy (conv2d_forward_implicit), and with it dw's direct sums by
 // images (WgradDirect), each image's right after its dx, on the same thread: the image of dy,
 // which dx's task has just copied, is then read from that core's cache instead of from memory
-// a second time. Returns false, doing nothing, unless both run that way (dw by images, dx's
-// tasks whole images of one group). The sums are those of conv2d_wgrad_direct, in the same
-// order: the same dw, bit for bit. ResNet-20's 16 -> 16 backward (edl train --profile-shapes,
+// a second time. Returns false, doing nothing, where dw does not run by images on one group
+// and whole-image tasks (the caller computes both); otherwise computes both and returns true.
+// The sums are those of conv2d_wgrad_direct, in the same order: the same dw, bit for bit. ResNet-20's 16 -> 16 backward (edl train --profile-shapes,
 // 39 steps, six alternating pairs) 1719-1810 -> 1627-1737 ms, each pair 4-6% faster.
 bool fused_dw(const float* dy, const float* wt, float* dx, const Conv2dShape& t, bool add_dx, const float* x,
               float* dw, const Conv2dShape& s) {
@@ -856,8 +856,8 @@ bool fused_dw(const float* dy, const float* wt, float* dx, const Conv2dShape& t,
     wd.sum_images(x, dy, n, n + 1, 0, wd.tasks, parts.data() + n / wd.chunk * wd.tasks * wd.block_floats, dyr, xp);
   };
   const AfterImage hook{wd.chunk, &after};
-  if (!forward_implicit(dy, wt, nullptr, dx, t, add_dx, &hook)) return false;
-  wd.add_chunks(parts.data(), dw);
+  if (forward_implicit(dy, wt, nullptr, dx, t, add_dx, &hook)) wd.add_chunks(parts.data(), dw);
+  else conv2d_wgrad_direct(x, dy, dw, s);  // dx took another path (not expected here): dw on its own
   return true;
 #else
   (void)dy, (void)wt, (void)dx, (void)t, (void)add_dx, (void)x, (void)dw, (void)s;

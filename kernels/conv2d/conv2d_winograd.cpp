@@ -213,7 +213,8 @@ void transform_filter(const float* g, float* u) {
 // 1048/1036/982 and 1027/1032/1050 ms over 39 steps, forward 0.93-1.00× as long (edl train
 // --profile-shapes, six alternating pairs); on 8×8 maps and smaller, where a 4 KB page holds
 // 16 or more planes and the hardware prefetcher keeps up, it bought nothing (ResNet-20's 64
-// channels) or lost a little (ResNet-18's 256 and 512 channels, 1.00-1.08× as long).
+// channels) or lost a little (ResNet-18's 256 channels 1.00-1.08× as long in three pairs, its
+// 512 on 4×4 maps 0.98-1.16×).
 constexpr int64_t kPrefetchPlanes = 4;
 constexpr int64_t kPrefetchBytes = 2 << 20;
 constexpr int64_t kPrefetchMinPlane = 16 * 16;
