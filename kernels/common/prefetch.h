@@ -10,20 +10,17 @@
 
 namespace edl {
 
-// Every cache line of p[0 .. n), into all cache levels. A hint: it never faults, even past the
-// end of an array, and changes no result.
-inline void prefetch_floats(const float* p, int64_t n) {
+// Every cache line of p[0 .. n), into all cache levels; kWrite asks for them in a state that
+// allows writing (for lines about to be written: the stores then do not wait for the lines to
+// be read in first, read for ownership). A hint: it never faults, even past the end of an
+// array, and changes no result.
+template <int kWrite>
+inline void prefetch_lines(const float* p, int64_t n) {
   constexpr int64_t kLineFloats = 16;  // 64-byte lines
-  for (int64_t i = 0; i < n; i += kLineFloats) __builtin_prefetch(p + i);
-  if (n > 0) __builtin_prefetch(p + n - 1);  // the last line, when p is not line-aligned
+  for (int64_t i = 0; i < n; i += kLineFloats) __builtin_prefetch(p + i, kWrite);
+  if (n > 0) __builtin_prefetch(p + n - 1, kWrite);  // the last line, when p is not line-aligned
 }
-
-// The same for lines about to be written: asks for them in a state that allows writing, so
-// the stores later do not wait for the lines to be read in first (read for ownership).
-inline void prefetch_floats_for_write(float* p, int64_t n) {
-  constexpr int64_t kLineFloats = 16;
-  for (int64_t i = 0; i < n; i += kLineFloats) __builtin_prefetch(p + i, 1);
-  if (n > 0) __builtin_prefetch(p + n - 1, 1);
-}
+inline void prefetch_floats(const float* p, int64_t n) { prefetch_lines<0>(p, n); }
+inline void prefetch_floats_for_write(float* p, int64_t n) { prefetch_lines<1>(p, n); }
 
 }  // namespace edl

@@ -882,7 +882,7 @@ void backward_implicit(const float* x, const float* w, const float* dy, float* d
             wt[static_cast<size_t>(((g * CG + c) * OCG + oc) * KK + (KK - 1 - t))] = w[((g * OCG + oc) * CG + c) * KK + t];
     Conv2dShape t = s;
     t.C = s.OC, t.H = s.OH, t.W = s.OW, t.OC = s.C, t.padding = s.KH - 1 - s.padding, t.OH = s.H, t.OW = s.W;
-    dw_done = dw_direct && kDirectWgrad && fused_dw(dy, wt.data(), dx, t, add_dx, x, dw, s);
+    dw_done = dw_direct && fused_dw(dy, wt.data(), dx, t, add_dx, x, dw, s);
     if (!dw_done) conv2d_forward_implicit(dy, wt.data(), nullptr, dx, t, add_dx);
   }
   // dw, one of three ways:
