@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <new>
@@ -85,10 +86,18 @@ size_t cache_max() {
 
 class BlockCache {
  public:
+  // The block of that size given back last (blocks of one size sit in the order they came
+  // back): it is the likeliest still to be in the caches, so a kernel writing its fresh output
+  // there does not first wait for every line to come in from memory. ResNet-20 (edl train
+  // --profile-shapes, 39 steps, six alternating pairs), against the one given back first: time
+  // in ops 7611/7618/7679/7676/7827/7520 -> 7345/7648/7390/7475/7444/7266 ms; its 16-channel
+  // batch norms (which write a fresh dx and y) backward 751-797 -> 660-702, forward 417-435 ->
+  // 374-411.
   std::byte* take(size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = free_.find(bytes);
-    if (it == free_.end()) return nullptr;
+    const auto last = free_.upper_bound(bytes);
+    if (last == free_.begin() || std::prev(last)->first != bytes) return nullptr;
+    const auto it = std::prev(last);
     std::byte* p = it->second;
     free_.erase(it);
     cached_ -= bytes;

@@ -39,6 +39,21 @@ TEST_CASE("tensor: large buffers are reused, and zeros() is zero in a reused one
   CHECK(c.raw() != b.raw());
 }
 
+TEST_CASE("tensor: of cached buffers of one size, the last given back is reused first", "[tensor]") {
+  // (it is the likeliest to be in the caches still: tensor.cpp, BlockCache::take)
+  const int64_t n = (1 << 20) + 7;  // a size no other test uses
+  const void *first = nullptr, *second = nullptr;
+  {
+    Tensor a = Tensor::empty({n}), b = Tensor::empty({n});
+    first = a.raw(), second = b.raw();
+    a = Tensor();  // given back first
+  }                // b given back last
+  Tensor c = Tensor::empty({n});
+  CHECK(c.raw() == second);
+  Tensor d = Tensor::empty({n});
+  CHECK(d.raw() == first);
+}
+
 TEST_CASE("tensor: from() fills row-major and checks the count", "[tensor]") {
   Tensor t = Tensor::from({2, 2}, {1, 2, 3, 4});
   CHECK(t.data<float>()[2] == 3.0f);
