@@ -1,6 +1,7 @@
 // autograd.cpp — topological backward with gradient accumulation, and the no-grad scope.
 #include "engine/autograd.h"
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_map>
 #include <unordered_set>
@@ -132,6 +133,12 @@ void backward(const Tensor& y, const Tensor& dy_in) {
       const Variant* v = node->grad_variants.empty() || !node->grad_variants[i] ? node->variant : node->grad_variants[i];
       return v->backward ? v : &node->op->reference();
     };
+    // dy may be overwritten (BackwardCtx::dy_writable) by the only call that reads it, when
+    // nothing else holds it.
+    std::vector<const Variant*> calls;
+    for (size_t i = 0; i < needs.size(); ++i)
+      if (needs[i] && std::find(calls.begin(), calls.end(), variant_of(i)) == calls.end()) calls.push_back(variant_of(i));
+    const bool dy_writable = calls.size() == 1 && g_out.unshared();
     Tensors g_in(needs.size());
     std::vector<bool> done(needs.size(), false), added(needs.size(), false);
     for (size_t first = 0; first < needs.size(); ++first) {
@@ -140,7 +147,7 @@ void backward(const Tensor& y, const Tensor& dy_in) {
       std::vector<bool> part(needs.size(), false);
       for (size_t i = first; i < needs.size(); ++i) part[i] = needs[i] && !done[i] && variant_of(i) == v;
       const Tensors into = gradients_to_add_into(node->inputs, part, grads);
-      BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, part, into};
+      BackwardCtx ctx{node->inputs, node->attrs, node->y, node->saved, g_out, part, into, dy_writable};
       Tensors g;
       {
         ProfileScope timed(*node->op, v->name, "bwd", 0, &node->inputs);

@@ -52,6 +52,12 @@ struct ForwardCtx {
 // and return that very tensor — the autograd then has nothing left to sum — or ignore it and
 // return a fresh gradient. Adding in the kernel that computes the gradient saves a pass over
 // memory both ways (a ResNet block's input: the first convolution's dx and the residual's).
+//
+// dy_writable says that dy is this backward's to overwrite: nothing else holds its buffer and
+// no later call reads it (the autograd drops it next). A backward may then write a gradient of
+// dy's shape into dy itself and return dy as that gradient: the lines it writes are those it
+// has just read, in cache, where a fresh buffer's would first be read in from memory (batch
+// norm's dx).
 struct BackwardCtx {
   const Tensors& inputs;
   const Attrs& attrs;
@@ -60,6 +66,7 @@ struct BackwardCtx {
   const Tensor& dy;
   const std::vector<bool>& needs_grad;
   const Tensors& grad_into;
+  bool dy_writable = false;
 };
 
 using ForwardFn = std::function<Tensor(ForwardCtx&)>;

@@ -119,16 +119,17 @@ void check_gradient(const OpDef& op) {
 // The gradients from `var`'s backward asked for those of the inputs in `asked` only (needs_grad
 // true for them alone), with dy = r as in forward_backward: what the backward pass runs when
 // dispatch chooses a variant per gradient (OpDef::gradients_dispatched).
-// into: BackwardCtx::grad_into (none by default).
+// into: BackwardCtx::grad_into (none by default); dy_writable: BackwardCtx's.
 Tensors gradients_asked(const OpDef& op, const Variant& var, const Tensors& in, const Attrs& attrs,
-                        const std::vector<bool>& asked, uint64_t seed, const Tensors& into = {}) {
+                        const std::vector<bool>& asked, uint64_t seed, const Tensors& into = {},
+                        bool dy_writable = false) {
   Tensors saved;
   const Shape out_shape = op.shape(in, attrs);
   ForwardCtx fctx{in, attrs, out_shape, saved};
   Tensor y = var.forward(fctx);
   Tensor dy = random_like(y, seed);
   const Tensors none(in.size());
-  BackwardCtx bctx{in, attrs, y, saved, dy, asked, into.empty() ? none : into};
+  BackwardCtx bctx{in, attrs, y, saved, dy, asked, into.empty() ? none : into, dy_writable};
   Tensors g = (var.backward ? var.backward : op.reference().backward)(bctx);
   g.resize(in.size());
   return g;
@@ -208,6 +209,23 @@ void check_variants(const OpDef& op) {
           const bool added = g[i].same_storage(into[i]);
           CHECK(relative_error(g[i], added ? held + g_ref[i] : g_ref[i]) <= std::max(var.tolerance, 1e-5));
         }
+      }
+      // Given dy to overwrite (BackwardCtx::dy_writable), as the autograd gives it where nothing
+      // else holds it, each variant's gradients are still the reference's.
+      for (size_t v = 0; v < op.variants.size(); ++v) {
+        const Variant& var = op.variants[v];
+        const Tensors in = judge_inputs(var.judge, make_inputs(sample, 5, DType::f32));
+        if (var.supports && !var.supports(in, sample.attrs)) continue;
+        const Tensors g_ref = forward_backward(op, clone_all(in), sample.attrs, "reference", 6).second;
+        std::vector<bool> asked(g_ref.size());
+        for (size_t i = 0; i < g_ref.size(); ++i) asked[i] = g_ref[i].defined();
+        const Tensors g = gradients_asked(op, var, in, sample.attrs, asked, 6, {}, /*dy_writable=*/true);
+        for (size_t i = 0; i < g_ref.size(); ++i)
+          if (asked[i]) {
+            INFO("variant " << var.name << ", gradient of input " << i << " with dy writable");
+            REQUIRE(g[i].defined());
+            CHECK(relative_error(g[i], g_ref[i]) <= var.tolerance);
+          }
       }
       // What training runs: the variants dispatch chooses, for the forward and (per input, with
       // gradients_dispatched) for the gradients, against the reference.

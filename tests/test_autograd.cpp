@@ -57,6 +57,35 @@ TEST_CASE("autograd: a gradient handed to two inputs is never changed under eith
   CHECK(q.grad().to_vector() == std::vector<double>{2, -2, 4, 1});
 }
 
+TEST_CASE("autograd: a backward overwrites dy only where nothing else holds it (batch norm)", "[autograd]") {
+  // batch_norm2d's simd variant writes dx into dy where the autograd says it may
+  // (BackwardCtx::dy_writable). Here its dy is the buffer add hands to both its inputs, u and t:
+  // written over while t's node has yet to read it, z's gradient would be wrong. Both orders of
+  // the sum; the gradients against the reference variant's.
+  const Sample sample{"bn", {{{2, 3, 4, 4}}, {{2, 3, 4, 4}}, {{2, 3, 4, 4}}}, {}, false};
+  const Tensors in = make_inputs(sample, 11);  // x, z, r
+  for (bool bn_first : {true, false}) {
+    Tensors grads[2];
+    for (const char* variant : {"simd", "reference"}) {
+      Tensor x = in[0].clone().set_requires_grad(), z = in[1].clone().set_requires_grad();
+      Tensor gamma = Tensor::from({3}, {1.0, -0.5, 2.0}).set_requires_grad(), beta = Tensor::zeros({3});
+      Tensor mean = Tensor::zeros({3}), var = Tensor::ones({3});
+      force_variant("batch_norm2d", variant);
+      Tensor u = batch_norm2d(x, gamma, beta, mean, var, /*training=*/true);
+      force_variant("batch_norm2d", "");
+      Tensor t = z * 3.0;
+      sum((bn_first ? u + t : t + u) * in[2]).backward();
+      grads[variant[0] == 's' ? 0 : 1] = {x.grad(), z.grad(), gamma.grad()};
+    }
+    INFO("batch norm first in the sum: " << bn_first);
+    for (int64_t j = 0; j < in[2].numel(); ++j)  // 3 r, rounded to float
+      CHECK(std::abs(grads[0][1].at(j) - 3.0 * in[2].at(j)) <= 1e-6 * (1 + std::abs(in[2].at(j))));
+    for (int i : {0, 2})
+      for (int64_t j = 0; j < grads[1][i].numel(); ++j)
+        CHECK(std::abs(grads[0][i].at(j) - grads[1][i].at(j)) <= 1e-4 * (1 + std::abs(grads[1][i].at(j))));
+  }
+}
+
 TEST_CASE("autograd: gradients accumulate across backward calls until zero_grad", "[autograd]") {
   Tensor x = Tensor::from({2}, {1, 2}).set_requires_grad();
   sum(x * 3.0).backward();

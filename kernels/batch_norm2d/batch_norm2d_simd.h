@@ -230,6 +230,8 @@ inline void batch_norm2d_plane_grad_sums_simd(const float* xp, const float* gp, 
 // relu_y: the output of a fused ReLU forward (dy counts only where it is positive), or null.
 // dresidual: where to write that masked dy, the gradient of a residual added before the ReLU
 // (null: none, or no ReLU, where the residual's gradient is dy itself).
+// dx or dresidual may be dy itself (BackwardCtx::dy_writable): each value of dy is read before
+// the one in its place is written.
 // relu_beta: a fused ReLU without a residual (relu_y null): beta, and dy counts where x *
 // scale + shift (BnAffine) is positive — recomputed from x, which both passes read anyway,
 // rather than read from y: the sums' pass, which waits on memory, then reads two planes of
