@@ -312,6 +312,7 @@ void Tensor::copy_(const Tensor& src) {
   EDL_CHECK(src.shape() == shape() && src.dtype() == dtype(), "copy_: source {} {} does not match destination {} {}",
             shape_str(src.shape()), dtype_name(src.dtype()), shape_str(shape()), dtype_name(dtype()));
   std::memmove(raw(), src.raw(), nbytes());
+  impl_->storage->plane_stats = nullptr;  // no longer the values they describe
 }
 
 template <typename T>
@@ -366,6 +367,23 @@ void Tensor::fill_(double value) {
   void* p = raw();
   const int64_t n = numel();
   for (int64_t i = 0; i < n; ++i) store_any(dtype(), p, i, value);
+  impl_->storage->plane_stats = nullptr;
+}
+
+// ---- plane statistics ------------------------------------------------------------------------
+
+const PlaneStats* Tensor::plane_stats() const {
+  if (!defined() || !impl_->storage->plane_stats || impl_->offset != 0 || dtype() != DType::f32 || ndim() != 4)
+    return nullptr;
+  const PlaneStats& ps = *impl_->storage->plane_stats;
+  const bool fits = ps.N == dim(0) && ps.C == dim(1) && ps.HW == dim(2) * dim(3) &&
+                    static_cast<int64_t>(ps.mean.size()) == ps.N * ps.C && ps.m2.size() == ps.mean.size();
+  return fits ? &ps : nullptr;
+}
+
+void Tensor::set_plane_stats(std::shared_ptr<const PlaneStats> stats) {
+  EDL_CHECK(defined(), "set_plane_stats: undefined tensor");
+  impl_->storage->plane_stats = std::move(stats);
 }
 
 // ---- autograd fields ----------------------------------------------------------------------

@@ -28,6 +28,16 @@ using Shape = std::vector<int64_t>;
 int64_t numel_of(const Shape& shape);
 std::string shape_str(const Shape& shape);  // "(2,3,32,32)"
 
+// Statistics of the planes of an (N,C,H,W) float tensor, left by the kernel that wrote it for
+// the op that reads it next: for plane (n, c), mean[n*C + c] of its HW values and m2[n*C + c],
+// the sum of their squared deviations from that mean. conv2d's fast variants compute them in
+// training while each image's output is in cache; batch_norm2d merges them into its batch
+// statistics instead of reading the tensor once more (batch_norm2d_simd.h).
+struct PlaneStats {
+  int64_t N = 0, C = 0, HW = 0;
+  std::vector<float> mean, m2;
+};
+
 // Raw bytes, 64-byte aligned (one cache line, one AVX-512 register), released with the last
 // handle: blocks of 1 MB and more go to a cache for the next tensor of the same size (up to
 // 2 GiB in all; tensor.cpp says why), smaller ones back to malloc.
@@ -39,6 +49,8 @@ class Storage {
   Storage& operator=(const Storage&) = delete;
   std::byte* data() { return data_; }
   size_t nbytes() const { return nbytes_; }
+  // The PlaneStats of the tensor that fills this storage from its first byte (Tensor::plane_stats).
+  std::shared_ptr<const PlaneStats> plane_stats;
 
  private:
   std::byte* data_ = nullptr;
@@ -101,6 +113,13 @@ class Tensor {
   Tensor to(DType dtype) const;
   void copy_(const Tensor& src);  // same shape and dtype required
   void fill_(double value);
+
+  // ---- statistics left by the kernel that wrote the tensor ---------------------------------
+  // Its PlaneStats, or null: none attached, or this is not the (N,C,H,W) float tensor they
+  // describe (a view, another shape). copy_ and fill_, through any view, drop them; code that
+  // writes into data<T>() of a tensor that has them must drop them too (set_plane_stats(nullptr)).
+  const PlaneStats* plane_stats() const;
+  void set_plane_stats(std::shared_ptr<const PlaneStats> stats);
 
   // ---- autograd ----------------------------------------------------------------------------
   bool requires_grad() const;

@@ -52,49 +52,12 @@
 #include <cstdint>
 
 #include "engine/threads.h"
+#include "kernels/common/plane_stats.h"
 #include "kernels/common/prefetch.h"
 
 namespace edl {
 
 using Vec = xsimd::batch<float>;  // one SIMD register of floats
-
-// The sum of one plane of n values, in four registers of partial sums: an add waits ~3-4
-// cycles for the previous result in its register, so one register would leave the adder idle
-// most of the time (and halve the speed of the statistics), while four independent chains
-// keep it busy.
-inline float batch_norm2d_plane_sum_simd(const float* p, int64_t n) {
-  constexpr int64_t W = Vec::size;
-  const int64_t n_vec = n - n % (4 * W);
-  Vec s0(0.0f), s1(0.0f), s2(0.0f), s3(0.0f);
-  for (int64_t i = 0; i < n_vec; i += 4 * W) {
-    s0 += Vec::load_unaligned(p + i);
-    s1 += Vec::load_unaligned(p + i + W);
-    s2 += Vec::load_unaligned(p + i + 2 * W);
-    s3 += Vec::load_unaligned(p + i + 3 * W);
-  }
-  float sum = xsimd::hadd((s0 + s1) + (s2 + s3));
-  for (int64_t i = n_vec; i < n; ++i) sum += p[i];
-  return sum;
-}
-
-// The sum of (p[i] - mu)^2 over one plane of n values, in four registers as above.
-inline float batch_norm2d_plane_sum_sq_dev_simd(const float* p, int64_t n, float mu) {
-  constexpr int64_t W = Vec::size;
-  const int64_t n_vec = n - n % (4 * W);
-  const Vec m(mu);
-  Vec s0(0.0f), s1(0.0f), s2(0.0f), s3(0.0f);
-  for (int64_t i = 0; i < n_vec; i += 4 * W) {
-    const Vec d0 = Vec::load_unaligned(p + i) - m, d1 = Vec::load_unaligned(p + i + W) - m;
-    const Vec d2 = Vec::load_unaligned(p + i + 2 * W) - m, d3 = Vec::load_unaligned(p + i + 3 * W) - m;
-    s0 = xsimd::fma(d0, d0, s0);
-    s1 = xsimd::fma(d1, d1, s1);
-    s2 = xsimd::fma(d2, d2, s2);
-    s3 = xsimd::fma(d3, d3, s3);
-  }
-  float sum = xsimd::hadd((s0 + s1) + (s2 + s3));
-  for (int64_t i = n_vec; i < n; ++i) sum += (p[i] - mu) * (p[i] - mu);
-  return sum;
-}
 
 // Training-mode statistics: writes mean and invstd and updates the running averages. Two passes
 // over each channel, as in the reference: the mean, then the squared deviations from it (one
@@ -109,11 +72,37 @@ inline void batch_norm2d_stats_simd(const float* x, float* mean, float* invstd, 
 #pragma omp parallel for if (N * C * HW >= kParallelMin)
   for (int64_t c = 0; c < C; ++c) {
     double s = 0, ss = 0;
-    for (int64_t n = 0; n < N; ++n) s += batch_norm2d_plane_sum_simd(x + (n * C + c) * HW, HW);
+    for (int64_t n = 0; n < N; ++n) s += plane_sum_simd(x + (n * C + c) * HW, HW);
     const double mu = s / M;
     for (int64_t n = 0; n < N; ++n)
-      ss += batch_norm2d_plane_sum_sq_dev_simd(x + (n * C + c) * HW, HW, static_cast<float>(mu));
+      ss += plane_sum_sq_dev_simd(x + (n * C + c) * HW, HW, static_cast<float>(mu));
     const double var = ss / M;
+    mean[c] = static_cast<float>(mu);
+    invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+    const double unbiased = M > 1 ? var * M / (M - 1) : var;
+    running_mean[c] = static_cast<float>((1 - momentum) * running_mean[c] + momentum * mu);
+    running_var[c] = static_cast<float>((1 - momentum) * running_var[c] + momentum * unbiased);
+  }
+}
+
+// The same statistics from the PlaneStats of x (engine/tensor.h) that the kernel that wrote x
+// left (conv2d's fast variants), without reading x: each channel's planes merged in order, in
+// double (Chan, Golub & LeVeque 1979: the means' differences carry the spread between planes,
+// so nothing large is subtracted). The batch norm's forward then reads x once fewer: see
+// batch_norm2d.cpp for what that bought.
+inline void batch_norm2d_stats_from_planes(const float* plane_mean, const float* plane_m2, float* mean, float* invstd,
+                                           float* running_mean, float* running_var, int64_t N, int64_t C, int64_t HW,
+                                           double momentum, double eps) {
+  const double M = static_cast<double>(N * HW), per_plane = static_cast<double>(HW);
+  for (int64_t c = 0; c < C; ++c) {
+    double mu = 0, m2 = 0, count = 0;
+    for (int64_t n = 0; n < N && HW > 0; ++n) {
+      const double d = plane_mean[n * C + c] - mu, total = count + per_plane;
+      mu += d * per_plane / total;
+      m2 += plane_m2[n * C + c] + d * d * count * per_plane / total;
+      count = total;
+    }
+    const double var = M > 0 ? m2 / M : 0.0;
     mean[c] = static_cast<float>(mu);
     invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
     const double unbiased = M > 1 ? var * M / (M - 1) : var;

@@ -7,6 +7,7 @@
 // of the kernel); im2col (im2col + edl's GEMM, kept beside it so that the benchmark shows what
 // skipping the column matrix buys); depthwise (direct loops for groups = C = OC, where there is
 // no product for a GEMM). docs/convolution.md explains them.
+#include "engine/autograd.h"
 #include "kernels/common/gemm_ukernel.h"
 #include "kernels/common/op_util.h"
 #include "kernels/conv2d/conv2d_dense.h"
@@ -56,8 +57,11 @@ struct Conv2dAddDx {
   Conv2dBackwardF32 backward = nullptr;
   bool (*applies)(const Conv2dShape&) = nullptr;
 };
+// A forward that also leaves the PlaneStats of y where its path allows (PlaneStatsOut::done).
+using Conv2dForwardStatsF32 = void (*)(const float*, const float*, const float*, float*, const Conv2dShape&,
+                                       PlaneStatsOut*);
 static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBackwardF32 backward,
-                           Conv2dAddDx add_dx = {}) {
+                           Conv2dAddDx add_dx = {}, Conv2dForwardStatsF32 forward_stats = nullptr) {
   Variant v;
   v.name = name;
   v.supports = [](const Tensors& in, const Attrs& a) {
@@ -65,10 +69,22 @@ static Variant f32_variant(const char* name, Conv2dForwardF32 forward, Conv2dBac
     Conv2dShape s = conv2d_shape(in, a);
     return s.groups == 1 || s.C / s.groups >= 2;
   };
-  v.forward = [forward](ForwardCtx& c) {
+  v.forward = [forward, forward_stats](ForwardCtx& c) {
     Conv2dShape s = conv2d_shape(c.inputs, c.attrs);
     Tensor y = Tensor::empty(c.out_shape, DType::f32);
     const float* b = c.inputs.size() == 3 ? c.inputs[2].data<float>() : nullptr;
+    // In training (the autograd records this call) a batch norm may read y next: variants that
+    // can leave the statistics of y's planes for it (PlaneStats) do.
+    if (forward_stats && grad_enabled() && (c.inputs[0].requires_grad() || c.inputs[1].requires_grad())) {
+      auto stats = std::make_shared<PlaneStats>();
+      stats->N = s.N, stats->C = s.OC, stats->HW = s.OH * s.OW;
+      stats->mean.resize(static_cast<size_t>(s.N * s.OC));
+      stats->m2.resize(static_cast<size_t>(s.N * s.OC));
+      PlaneStatsOut out{stats->mean.data(), stats->m2.data()};
+      forward_stats(c.inputs[0].data<float>(), c.inputs[1].data<float>(), b, y.data<float>(), s, &out);
+      if (out.done && s.N > 0) y.set_plane_stats(std::move(stats));
+      return y;
+    }
     forward(c.inputs[0].data<float>(), c.inputs[1].data<float>(), b, y.data<float>(), s);
     return y;
   };
@@ -230,7 +246,8 @@ OpDef make_conv2d() {
     return all_f32(in) && conv2d_is_depthwise(conv2d_shape(in, a));
   };
   Variant winograd = f32_variant("winograd", conv2d_forward_winograd, conv2d_backward_winograd,
-                                 {conv2d_backward_winograd_add_dx, conv2d_winograd_applies});
+                                 {conv2d_backward_winograd_add_dx, conv2d_winograd_applies},
+                                 conv2d_forward_winograd_stats);
   winograd.supports = [](const Tensors& in, const Attrs& a) {
     return all_f32(in) && conv2d_winograd_applies(conv2d_shape(in, a));
   };
@@ -260,7 +277,8 @@ OpDef make_conv2d() {
     return s.C >= 64 && s.OC >= 64 && s.H >= 4 && s.W >= 4;
   };
   Variant winograd4 = f32_variant("winograd4", conv2d_forward_winograd4, conv2d_backward_winograd4,
-                                  {conv2d_backward_winograd4_add_dx, conv2d_winograd_applies});
+                                  {conv2d_backward_winograd4_add_dx, conv2d_winograd_applies},
+                                  conv2d_forward_winograd4_stats);
   winograd4.supports = winograd.supports;
   winograd4.chosen_when = [](const Tensors& in, const Attrs& a, Pass pass) {
     const Conv2dShape s = conv2d_shape(in, a);
@@ -289,7 +307,7 @@ OpDef make_conv2d() {
                  winograd4,
                  winograd,
                  f32_variant("implicit", conv2d_forward_implicit, conv2d_backward_implicit,
-                             {conv2d_backward_implicit_add_dx}),
+                             {conv2d_backward_implicit_add_dx}, conv2d_forward_implicit_stats),
                  f32_variant("im2col", conv2d_forward_im2col, conv2d_backward_im2col, {conv2d_backward_im2col_add_dx})};
   op.gradients_dispatched = true;
   return op;

@@ -533,9 +533,16 @@ struct AfterImage {
 
 // conv2d_forward_implicit, and `after` run as above; returns whether `after` ran (it does not
 // on the other paths, which compute y all the same: the caller then does that work itself).
+// With stats, the PlaneStats of y where tasks are whole images (conv2d_forward_implicit_stats).
 bool forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s, bool accumulate,
-                      const AfterImage* after) {
+                      const AfterImage* after, PlaneStatsOut* stats = nullptr) {
   const int64_t CG = s.C / s.groups, OCG = s.OC / s.groups, CKK = CG * s.KH * s.KW, P = s.OH * s.OW;
+  // The statistics of the planes of image n, group g, just written (in L2: 64 KB for 16
+  // channels of 32×32).
+  auto image_stats = [&](int64_t n, int64_t g) {
+    for (int64_t oc = n * s.OC + g * OCG; oc < n * s.OC + (g + 1) * OCG; ++oc)
+      plane_mean_m2_simd(y + oc * P, P, stats->mean[oc], stats->m2[oc]);
+  };
   if (s.N == 0 || OCG == 0 || P == 0) return false;
   if (CKK == 0) {  // no input channels: an empty sum, y = (accumulate ? y : 0) + b
     for (int64_t i = 0; i < s.N * s.OC; ++i)
@@ -633,8 +640,10 @@ bool forward_implicit(const float* x, const float* w, const float* b, float* y, 
           multiply_in_place(g, buf.data() + (oh - oh0) * Wp + ow0, offset.data(),
                             y + (n * s.OC + g * OCG) * P + oh * s.OW + ow0, nr);
         }
+      if (stats && row_blocks == 1) image_stats(n, g);
       if (hooked) (*after->after)(n);
     }
+    if (stats) stats->done = row_blocks == 1;
     return hooked;
   }
 
@@ -660,8 +669,10 @@ bool forward_implicit(const float* x, const float* w, const float* b, float* y, 
           multiply_in_place(g, buf + p0, offset.data(), y + (n * s.OC + g * OCG) * P + p0,
                             std::min<int64_t>(kGemmNR, P - p0));
         }
+        if (stats) image_stats(n, g);
       }
     }
+    if (stats) stats->done = true;
     return false;
   }
 
@@ -714,6 +725,11 @@ bool forward_implicit(const float* x, const float* w, const float* b, float* y, 
 void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
                              bool accumulate) {
   forward_implicit(x, w, b, y, s, accumulate, nullptr);
+}
+
+void conv2d_forward_implicit_stats(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                                   PlaneStatsOut* stats) {
+  forward_implicit(x, w, b, y, s, false, nullptr, stats);
 }
 
 bool conv2d_implicit_wgrad_is_direct(const Conv2dShape& s) {

@@ -57,6 +57,7 @@
 // Tested by: ctest -R 'op\.conv2d\.variants'    Benchmarked by: edl_bench --benchmark_filter='conv2d.implicit'
 #pragma once
 
+#include "kernels/common/plane_stats.h"
 #include "kernels/conv2d/conv2d_reference.h"
 
 namespace edl {
@@ -67,6 +68,11 @@ void conv2d_forward_implicit(const float* x, const float* w, const float* b, flo
 inline void conv2d_forward_implicit(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
   conv2d_forward_implicit(x, w, b, y, s, false);
 }
+// The same (=), writing the PlaneStats of y into stats where its path runs image by image (rows
+// read in place, or stride 2's phase planes), each image's while it is in cache; stats->done
+// says whether it did.
+void conv2d_forward_implicit_stats(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                                   PlaneStatsOut* stats);
 
 // Whether conv2d_backward_implicit sums the weight gradient with its direct kernel (stride 1,
 // output rows of at least NR pixels, up to 128 × 128 channels per group, not 1×1 without

@@ -450,8 +450,10 @@ constexpr int64_t kWgradChunkBytes = 512 * 1024;
 constexpr int64_t kWgradChunkBytes = 8192 * 1024;
 #endif
 
+// With stats: the PlaneStats of y too, where every chunk holds whole images (conv2d_winograd.h).
 template <int M>
-void forward(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s, bool accumulate) {
+void forward(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s, bool accumulate,
+             PlaneStatsOut* stats = nullptr) {
   EDL_CHECK(conv2d_winograd_applies(s), "conv2d winograd: needs a 3x3 kernel, stride 1, padding 1 and groups 1");
   constexpr int64_t kXi = Winograd<M>::kAlpha * Winograd<M>::kAlpha;
   const int64_t C = s.C, OC = s.OC, OCP = round_up(OC, kGemmMR);
@@ -479,6 +481,8 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
 
   const Tiling tl = tiling(s, M);
   const int64_t T = chunk_tiles(kXi, C, OC, 512 * 1024), panels = T / kGemmNR, chunks = (tl.total + T - 1) / T;
+  const int64_t P = s.OH * s.OW;
+  const bool whole_images = stats && tl.per_image > 0 && T % tl.per_image == 0;
   // The positions' blocks of vp and m, one cache line more than they need: blocks a multiple
   // of 4 KB apart would put the streams a transform reads or writes at once in the same sets of
   // the L1 cache, which evict each other (measured: the output transform of ResNet-20's
@@ -528,8 +532,13 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
     for (int64_t oc = 0; oc < OC; ++oc) {
       transform_products<M>(m + oc * T, ms, T, outputs);
       write_outputs<M>(out, So, runs, b ? b[oc] : 0.0f, y + oc * s.OH * s.OW, OC * s.OH * s.OW, s, accumulate, oc + 1 < OC);
+      // The chunk's planes of channel oc are complete: their statistics while they are in L1.
+      if (whole_images)
+        for (int64_t n = t0 / tl.per_image; n < (t1 + tl.per_image - 1) / tl.per_image; ++n)
+          plane_mean_m2_simd(y + (n * OC + oc) * P, P, stats->mean[n * OC + oc], stats->m2[n * OC + oc]);
     }
   }
+  if (stats) stats->done = whole_images;
 }
 
 template <int M>
@@ -683,6 +692,14 @@ void conv2d_backward_winograd_add_dx(const float* x, const float* w, const float
 }
 void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s) {
   forward<4>(x, w, b, y, s, /*accumulate=*/false);
+}
+void conv2d_forward_winograd_stats(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                                   PlaneStatsOut* stats) {
+  forward<2>(x, w, b, y, s, /*accumulate=*/false, stats);
+}
+void conv2d_forward_winograd4_stats(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
+                                    PlaneStatsOut* stats) {
+  forward<4>(x, w, b, y, s, /*accumulate=*/false, stats);
 }
 void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
                                const Conv2dShape& s) {
