@@ -4,6 +4,11 @@
 //   peak/fma/threads:T           register-only chains of fused multiply-adds (FMA) on
 //                                xsimd::batch<float>: no memory traffic, nothing but arithmetic.
 //                                T = 1 and all threads (one chain per thread, total reported).
+//   peak/ukernel/threads:T       the GEMM's micro-kernel (gemm_ukernel.h) alone, over packed
+//                                panels of A and B that stay in L1: what the GEMM could reach if
+//                                packing, blocking and memory cost nothing. Between the two
+//                                lies the price of feeding the FMAs from memory (the loads and
+//                                broadcasts of A and B), a property of the tile and the core.
 //   gemm/<impl>/<n>^3/threads:T  square SGEMM, n = 256, 512, 1024, 2048, for every matmul
 //                                variant of the registry and every baseline library
 //                                (Eigen; OpenBLAS and oneDNN when found): see gemm_bench.h.
@@ -29,6 +34,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "bench/gemm_bench.h"
+#include "kernels/common/gemm_ukernel.h"
 
 #ifdef EDL_HAVE_DNNL
 #include <oneapi/dnnl/dnnl_version.h>
@@ -77,6 +83,33 @@ void peak_fma(benchmark::State& st, int threads) {
   st.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// kUkCalls calls of the micro-kernel per thread on its own packed panels (kc = 256: A is
+// MR·256 floats, B 256·NR, 40 KB with AVX-512's 8×32 tile, inside a 48 KB L1), each adding into
+// the same C tile (in L1 too).
+constexpr int64_t kUkDepth = 256;
+constexpr int kUkCalls = 256;
+
+void peak_ukernel(benchmark::State& st, int threads) {
+  ThreadScope scope(threads);
+  for (auto _ : st) {
+#pragma omp parallel num_threads(threads)
+    {
+      alignas(64) static thread_local float a[kGemmMR * kUkDepth], b[kUkDepth * kGemmNR], c[kGemmMR * kGemmNR];
+      static thread_local bool filled = [] {  // small values: the sums stay finite and normal
+        for (float& v : a) v = 0.001f;
+        for (float& v : b) v = 0.002f;
+        for (float& v : c) v = 0.0f;
+        return true;
+      }();
+      benchmark::DoNotOptimize(filled);
+      for (int call = 0; call < kUkCalls; ++call) gemm_ukernel_f32(kUkDepth, a, b, c, kGemmNR, true);
+      benchmark::DoNotOptimize(c[0]);
+    }
+  }
+  const double flops = 2.0 * kGemmMR * kGemmNR * kUkDepth * kUkCalls * threads;
+  st.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // What the report prints under "machine": the SIMD the peak was measured with, the libraries.
 void add_context() {
   benchmark::AddCustomContext("edl_simd", fmt::format("{} ({} float lanes, {} accumulators)",
@@ -103,6 +136,8 @@ const bool registered = [] {
   add_context();
   for (int t : thread_counts())
     benchmark::RegisterBenchmark(("peak/fma/threads:" + std::to_string(t)).c_str(), peak_fma, t)->UseRealTime();
+  for (int t : thread_counts())
+    benchmark::RegisterBenchmark(("peak/ukernel/threads:" + std::to_string(t)).c_str(), peak_ukernel, t)->UseRealTime();
   for (int64_t n : {256, 512, 1024, 2048}) register_gemm("gemm", std::to_string(n) + "^3", n, n, n);
   return true;
 }();

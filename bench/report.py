@@ -351,10 +351,11 @@ EXPLANATION = """\
 
 
 def section_peak(r):
-    lines = ["## Peak", "", "| threads | peak GFLOP/s | per thread |", "|---:|---:|---:|"]
+    lines = ["## Peak", "", "| threads | peak GFLOP/s | per thread | GEMM micro-kernel in L1 |", "|---:|---:|---:|---:|"]
     for t in r.threads:
-        p = r.peak.get(t)
-        lines.append(f"| {t} | {fmt_gflops(p)} | {fmt_gflops(p / t) if p else '—'} |")
+        p, uk = r.peak.get(t), r.gflops("peak", "", "ukernel", t)
+        uk_cell = f"{fmt_gflops(uk)} ({100 * uk / p:.0f} %)" if uk and p else fmt_gflops(uk) if uk else "—"
+        lines.append(f"| {t} | {fmt_gflops(p)} | {fmt_gflops(p / t) if p else '—'} | {uk_cell} |")
     simd = r.data.get("context", {}).get("edl_simd")
     # The arithmetic for this build's vectors, at the clock the benchmark library reports (often
     # the base clock: a measured peak above it is the core running faster, e.g. in turbo).
@@ -369,6 +370,12 @@ def section_peak(r):
     else:
         theory += "."
     lines += ["", "Measured with " + (f"`{simd}`" if simd else "the build's SIMD") + ". " + theory, ""]
+    if any(r.gflops("peak", "", "ukernel", t) for t in r.threads):
+        lines += ["The last column is `peak/ukernel`: the GEMM's micro-kernel alone, on packed panels of A "
+                  "and B that stay in the L1 cache, as a percentage of the peak. It is the ceiling of "
+                  "edl's GEMM on this machine (were packing, blocking and memory free); the "
+                  "rest of the gap to the peak is the price of feeding the FMAs: the loads of B and the "
+                  "broadcasts of A that every step of the tile needs (`kernels/common/gemm_ukernel.h`).", ""]
     # Register-only chains scale perfectly with cores, unless other processes take them.
     p1 = r.peak.get(1)
     for t in r.threads:
