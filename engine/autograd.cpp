@@ -137,7 +137,8 @@ void backward(const Tensor& y, const Tensor& dy_in) {
     // nothing else holds it.
     std::vector<const Variant*> calls;
     for (size_t i = 0; i < needs.size(); ++i)
-      if (needs[i] && std::find(calls.begin(), calls.end(), variant_of(i)) == calls.end()) calls.push_back(variant_of(i));
+      if (needs[i] && std::find(calls.begin(), calls.end(), variant_of(i)) == calls.end())
+        calls.push_back(variant_of(i));
     const bool dy_writable = calls.size() == 1 && g_out.unshared();
     Tensors g_in(needs.size());
     std::vector<bool> done(needs.size(), false), added(needs.size(), false);

@@ -115,9 +115,10 @@ class Tensor {
   void fill_(double value);
 
   // ---- statistics left by the kernel that wrote the tensor ---------------------------------
-  // Its PlaneStats, or null: none attached, or this is not the (N,C,H,W) float tensor they
-  // describe (a view, another shape). copy_ and fill_, through any view, drop them; code that
-  // writes into data<T>() of a tensor that has them must drop them too (set_plane_stats(nullptr)).
+  // Its PlaneStats, or null: none attached, or this tensor does not hold the planes they
+  // describe (a view from another offset or of another shape; a view of the same planes gets
+  // them). copy_ and fill_, through any view, drop them; code that writes into data<T>() of a
+  // tensor that has them must drop them too (set_plane_stats(nullptr)).
   const PlaneStats* plane_stats() const;
   void set_plane_stats(std::shared_ptr<const PlaneStats> stats);
 

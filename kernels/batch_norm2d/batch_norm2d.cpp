@@ -182,7 +182,10 @@ OpDef make_batch_norm2d() {
     // on without a copy, as add's backward does).
     // With a ReLU and no residual the kernel finds where the ReLU passed from x (relu_beta),
     // which it reads anyway; after a residual's add only y tells.
-    if (residual) g.push_back(!c.needs_grad[5] ? Tensor() : relu && !c.dy_writable ? Tensor::empty(x.shape(), x.dtype()) : c.dy);
+    if (residual) {
+      const bool fresh = relu && !c.dy_writable;  // else dy itself
+      g.push_back(!c.needs_grad[5] ? Tensor() : fresh ? Tensor::empty(x.shape(), x.dtype()) : c.dy);
+    }
     batch_norm2d_backward_simd(x.data<float>(), c.inputs[1].data<float>(), c.saved[0].data<float>(),
                                c.saved[1].data<float>(), c.dy.data<float>(), ptr_or_null<float>(g[0]),
                                ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]), x.dim(0), x.dim(1),

@@ -64,7 +64,8 @@ using Vec = xsimd::batch<float>;  // one SIMD register of floats
 // pass of E[x^2] - E[x]^2 subtracts two large numbers and loses every digit when the mean is
 // large against the spread). A one-pass merge of per-plane statistics (Chan, Golub & LeVeque
 // 1979), which reads x from memory once, measured no faster on a CIFAR layer: the channel is
-// still in cache for the second pass.
+// still in cache for the second pass. What pays is not reading x at all: the merge below, of
+// statistics the convolution that wrote x took while each image was in cache.
 inline void batch_norm2d_stats_simd(const float* x, float* mean, float* invstd, float* running_mean,
                                     float* running_var, int64_t N, int64_t C, int64_t HW, double momentum,
                                     double eps) {

@@ -69,6 +69,8 @@ void conv2d_backward_winograd(const float* x, const float* w, const float* dy, f
 // (4× fewer multiply-adds than the direct sum, against 2.25×), 36 matrix products per call.
 // Its transforms have larger constants (up to 8 and 1/24), so its rounding errors are larger.
 void conv2d_forward_winograd4(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s);
+void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                               const Conv2dShape& s);
 
 // The forward passes writing the PlaneStats of y into stats too, where each chunk of tiles
 // holds whole images (each channel's planes summed right after their outputs are written);
@@ -77,8 +79,6 @@ void conv2d_forward_winograd_stats(const float* x, const float* w, const float* 
                                    PlaneStatsOut* stats);
 void conv2d_forward_winograd4_stats(const float* x, const float* w, const float* b, float* y, const Conv2dShape& s,
                                     PlaneStatsOut* stats);
-void conv2d_backward_winograd4(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
-                               const Conv2dShape& s);
 
 // The backward passes with dx added into (dx +=, a gradient already held) instead of written:
 // dx is a convolution of dy, whose output transform adds into what is there.
