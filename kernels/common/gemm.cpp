@@ -49,9 +49,12 @@ constexpr int64_t NC = 4096;
 constexpr int64_t NC_ONE_BLOCK = 1024;
 // Products below this many flops (a 128³ GEMM is 4.2 M) run on one thread.
 constexpr double kParallelFlops = 4e6;
-// Products of several blocks of A with at least this many panels of B (NR columns each) per
-// thread: each thread takes its own columns (see gemm_f32_packed).
-constexpr int64_t kOwnColumnsPanels = 32;
+// Products of several blocks of A with at least this many columns of B per thread: each thread
+// takes its own columns (see gemm_f32_packed). Counted in columns, not panels: with AVX-512's
+// panels of 32 columns, 32 panels (1024 columns a thread) left 1024³ on 2 threads to the shared
+// panels; 512 columns a thread (16 panels; 32 of AVX2's, as before): 1024³ 8.36 / 8.63 ->
+// 7.95 / 7.92 ms (two alternating rounds), oneDNN's entries the control (7.41-7.49 ms in both).
+constexpr int64_t kOwnColumns = 512;
 // Depth up to which a thread on its own columns runs each micro-panel of A along the whole row
 // of B's panels (ir outer, jr inner) rather than each panel of B down the block of A. A shallow
 // product is mostly the writing of C: in that order each of a tile's MR rows of C is written
@@ -208,7 +211,7 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   // shares whatever M is. Shared panels cost two barriers per KC×NC block of B, and their
   // tasks (blocks of A × slices of B) split unevenly when M is not a multiple of the blocks
   // (M = 128: blocks of 66 and 62 rows). The price is packing A once per thread instead of
-  // once, which pays while each thread's columns are many (at least kOwnColumnsPanels panels)
+  // once, which pays while each thread's columns are many (at least kOwnColumns of them)
   // and is why products with few columns keep the shared panels.
   // - One block of A and at least 4 panels per thread (the im2col products of every ResNet-20
   //   layer): packing the one block of A in each thread costs little, while on shared panels
@@ -224,7 +227,8 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   //   noise): 1024³ 18.3 → 16.6 ms, 2048³ 148.8 → 129.1, ResNet-18's M=512 K=2304 N=2048
   //   42.9 → 37.8 (1.10×, 1.15×, 1.14×; a shared machine, where a thread held up at a barrier
   //   holds up both). An earlier 7-round run: M=128 K=1152 N=32768 141.8 → 114.2.
-  const bool own_columns = m_blocks == 1 ? all_panels >= 4 * threads : all_panels >= kOwnColumnsPanels * threads;
+  const bool own_columns =
+      m_blocks == 1 ? all_panels >= 4 * threads : all_panels * kGemmNR >= kOwnColumns * threads;
   const int64_t nc_max = m_blocks == 1 ? NC_ONE_BLOCK : NC;
   if (parallel && own_columns) {
     float* bp_all = scratch_b.get(kBpFloats * threads);
