@@ -59,6 +59,18 @@ namespace edl {
 
 using Vec = xsimd::batch<float>;  // one SIMD register of floats
 
+// Channel c's batch mean mu and variance var (over M values) as the forward keeps them: mean,
+// invstd = 1/sqrt(var + eps), and the running averages (of the unbiased variance), as the
+// reference updates them.
+inline void batch_norm2d_store_stats(int64_t c, double mu, double var, double M, double momentum, double eps,
+                                     float* mean, float* invstd, float* running_mean, float* running_var) {
+  mean[c] = static_cast<float>(mu);
+  invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
+  const double unbiased = M > 1 ? var * M / (M - 1) : var;
+  running_mean[c] = static_cast<float>((1 - momentum) * running_mean[c] + momentum * mu);
+  running_var[c] = static_cast<float>((1 - momentum) * running_var[c] + momentum * unbiased);
+}
+
 // Training-mode statistics: writes mean and invstd and updates the running averages. Two passes
 // over each channel, as in the reference: the mean, then the squared deviations from it (one
 // pass of E[x^2] - E[x]^2 subtracts two large numbers and loses every digit when the mean is
@@ -77,12 +89,7 @@ inline void batch_norm2d_stats_simd(const float* x, float* mean, float* invstd, 
     const double mu = s / M;
     for (int64_t n = 0; n < N; ++n)
       ss += plane_sum_sq_dev_simd(x + (n * C + c) * HW, HW, static_cast<float>(mu));
-    const double var = ss / M;
-    mean[c] = static_cast<float>(mu);
-    invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    const double unbiased = M > 1 ? var * M / (M - 1) : var;
-    running_mean[c] = static_cast<float>((1 - momentum) * running_mean[c] + momentum * mu);
-    running_var[c] = static_cast<float>((1 - momentum) * running_var[c] + momentum * unbiased);
+    batch_norm2d_store_stats(c, mu, ss / M, M, momentum, eps, mean, invstd, running_mean, running_var);
   }
 }
 
@@ -103,12 +110,7 @@ inline void batch_norm2d_stats_from_planes(const float* plane_mean, const float*
       m2 += plane_m2[n * C + c] + d * d * count * per_plane / total;
       count = total;
     }
-    const double var = M > 0 ? m2 / M : 0.0;
-    mean[c] = static_cast<float>(mu);
-    invstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    const double unbiased = M > 1 ? var * M / (M - 1) : var;
-    running_mean[c] = static_cast<float>((1 - momentum) * running_mean[c] + momentum * mu);
-    running_var[c] = static_cast<float>((1 - momentum) * running_var[c] + momentum * unbiased);
+    batch_norm2d_store_stats(c, mu, M > 0 ? m2 / M : 0.0, M, momentum, eps, mean, invstd, running_mean, running_var);
   }
 }
 

@@ -13,8 +13,8 @@ namespace edl {
 // The sum of one plane of n values, in four registers of partial sums: an add waits ~3-4
 // cycles for the previous result in its register, so one register would leave the adder idle
 // most of the time (and halve the speed of the statistics), while four independent chains
-// keep it busy. (A CIFAR plane has at most 32*32 values: W partial sums of 1024/W values each
-// lose nothing of note.)
+// keep it busy. (A CIFAR plane has at most 32*32 values, sum's blocks 4096: W partial sums of
+// n/W values each lose nothing of note.)
 inline float plane_sum_simd(const float* p, int64_t n) {
   using V = xsimd::batch<float>;
   constexpr int64_t W = V::size;

@@ -858,8 +858,9 @@ bool dx_is_conv(const Conv2dShape& s) {
 // which dx's task has just copied, is then read from that core's cache instead of from memory
 // a second time. Returns false, doing nothing, where dw does not run by images on one group
 // and whole-image tasks (the caller computes both); otherwise computes both and returns true.
-// The sums are those of conv2d_wgrad_direct, in the same order: the same dw, bit for bit. ResNet-20's 16 -> 16 backward (edl train --profile-shapes,
-// 39 steps, six alternating pairs) 1719-1810 -> 1627-1737 ms, each pair 4-6% faster.
+// The sums are those of conv2d_wgrad_direct, in the same order: the same dw, bit for bit.
+// ResNet-20's 16 -> 16 backward (edl train --profile-shapes, 39 steps, six alternating pairs)
+// 1719-1810 -> 1627-1737 ms, each pair 4-6% faster.
 bool fused_dw(const float* dy, const float* wt, float* dx, const Conv2dShape& t, bool add_dx, const float* x,
               float* dw, const Conv2dShape& s) {
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)

@@ -531,7 +531,7 @@ void forward(const float* x, const float* w, const float* b, float* y, const Con
       }
     for (int64_t oc = 0; oc < OC; ++oc) {
       transform_products<M>(m + oc * T, ms, T, outputs);
-      write_outputs<M>(out, So, runs, b ? b[oc] : 0.0f, y + oc * s.OH * s.OW, OC * s.OH * s.OW, s, accumulate, oc + 1 < OC);
+      write_outputs<M>(out, So, runs, b ? b[oc] : 0.0f, y + oc * P, OC * P, s, accumulate, oc + 1 < OC);
       // The chunk's planes of channel oc are complete: their statistics while they are in L1.
       if (whole_images)
         for (int64_t n = t0 / tl.per_image; n < (t1 + tl.per_image - 1) / tl.per_image; ++n)
