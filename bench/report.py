@@ -320,11 +320,13 @@ EXPLANATION = """\
   variant edl chooses for that pass: dx and dw may come from different variants.
 - **Peak**: the most this machine can do at all, measured by `peak/fma` — chains of fused
   multiply-adds that never touch memory (`bench/peak_bench.cpp` says why it needs 12
-  independent chains). No real kernel reaches it: a very good SGEMM gets 80–90 % on large
-  matrices, less on thin ones.
+  independent chains). No real kernel reaches it: a very good SGEMM gets 70–90 % on large
+  matrices, less on thin ones. How much depends on the core as well as the code: the peak
+  table's last column (`peak/ukernel`) is the most edl's micro-kernel does with everything in
+  L1 — with AVX2 about all of the peak, with AVX-512 on the machine of docs/gemm.md about 83 %.
 - **% peak**: GFLOP/s divided by the peak measured with the same number of threads. The peak is
   that of the SIMD this build compiles for; OpenBLAS and oneDNN choose theirs when they run, so
-  in a portable build (SSE2 peak) they can pass 100 %.
+  in a portable build (SSE2 or AVX2 peak) they can pass 100 %.
 - **× Eigen**: GFLOP/s divided by Eigen's on the same shape and thread count (above 1: faster
   than Eigen). For a conv layer the yardstick is Eigen's SGEMM on the layer's **im2col shape**:
   the matrix product alone, without building the column matrix, so a GEMM-based conv can
