@@ -37,19 +37,21 @@ def exact_filter(name):
     return "^" + re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", name) + "$"
 
 
-def run(binary, args, env):
+def run(binary, args, env, with_stderr=False):
     try:
         done = subprocess.run([binary] + args, capture_output=True, text=True, env=env)
     except OSError as e:
         sys.exit(f"compare: cannot run {binary}: {e}")
     if done.returncode != 0:
         sys.exit(f"compare: {binary} {' '.join(args)} failed (exit {done.returncode}):\n{done.stderr.strip()}")
-    return done.stdout
+    return (done.stdout, done.stderr) if with_stderr else done.stdout
 
 
 def list_entries(binary, pattern, env):
-    return [line for line in run(binary, ["--benchmark_filter=" + pattern, "--benchmark_list_tests"], env).splitlines()
-            if line.strip()]
+    """The entries of binary that pattern selects, and what the binary said on stderr (Google
+    Benchmark reports a pattern it cannot compile there, and lists nothing)."""
+    out, err = run(binary, ["--benchmark_filter=" + pattern, "--benchmark_list_tests"], env, with_stderr=True)
+    return [line for line in out.splitlines() if line.strip()], err.strip()
 
 
 def time_entry(binary, name, min_time, env):
@@ -77,17 +79,19 @@ def main():
         parser.error("give at least two binaries: the baseline and a candidate")
     if a.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if not a.min_time > 0:
+        parser.error("--min-time must be above 0 seconds")
     for b in a.binaries:
         if not os.access(b, os.X_OK):
             sys.exit(f"compare: {b} is not an executable file")
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "passive")
 
-    entries = list_entries(a.binaries[0], a.filter, env)
+    entries, said = list_entries(a.binaries[0], a.filter, env)
     if not entries:
-        sys.exit(f"compare: no entry of {a.binaries[0]} matches --filter '{a.filter}'")
+        sys.exit(f"compare: no entry of {a.binaries[0]} matches --filter '{a.filter}'" + (f": {said}" if said else ""))
     for b in a.binaries[1:]:
-        missing = sorted(set(entries) - set(list_entries(b, a.filter, env)))
+        missing = sorted(set(entries) - set(list_entries(b, a.filter, env)[0]))
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             sys.exit(f"compare: {b} has no entry {missing[0]}{more}")

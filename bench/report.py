@@ -598,8 +598,55 @@ def run_bench(bench, json_path, flt, min_time, repetitions, extra):
     cmd += extra
     print("report: running", " ".join(f"'{c}'" if " " in c or "|" in c else c for c in cmd), flush=True)
     t0 = time.monotonic()
-    subprocess.run(cmd, check=True)
+    try:
+        done = subprocess.run(cmd)
+    except OSError as e:
+        sys.exit(f"report: cannot run {bench}: {e}")
+    if done.returncode != 0:
+        sys.exit(f"report: {bench} failed (exit {done.returncode}); its message is above")
     return time.monotonic() - t0
+
+
+def read_results(json_path, flt=None):
+    """The Google Benchmark JSON at json_path, or an exit with a message that names what is wrong.
+    flt: the filter the file was just written with (an empty file then means it matched nothing)."""
+    try:
+        text = json_path.read_text()
+    except OSError as e:
+        sys.exit(f"report: cannot read {json_path}: {e.strerror}")
+    if not text.strip() and flt is not None:
+        sys.exit(f"report: no benchmark entry matches --filter '{flt}' "
+                 "(list them: edl_bench --benchmark_list_tests)")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        sys.exit(f"report: {json_path} is not JSON ({e.msg}, line {e.lineno}): "
+                 "give the file edl_bench wrote with --benchmark_out")
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        sys.exit(f"report: {json_path} has no \"benchmarks\" list: not a Google Benchmark JSON output")
+    return data
+
+
+def positive_number(text):
+    """argparse type of --min-time: seconds, above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, e.g. 0.05; got '{text}'")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0; got {text}")
+    return text
+
+
+def at_least_one(text):
+    """argparse type of --repetitions: a count, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got '{text}'")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
 
 
 def main():
@@ -610,8 +657,9 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="output directory (bench/results)")
     ap.add_argument("--filter", default=REPORT_FILTER, help=f"benchmark filter (default {REPORT_FILTER})")
     ap.add_argument("--all", action="store_true", help="run every entry, per-op ones included (appendix)")
-    ap.add_argument("--min-time", help="--benchmark_min_time for a quicker, noisier run (e.g. 0.05)")
-    ap.add_argument("--repetitions", type=int, default=1,
+    ap.add_argument("--min-time", type=positive_number,
+                    help="--benchmark_min_time for a quicker, noisier run (e.g. 0.05)")
+    ap.add_argument("--repetitions", type=at_least_one, default=1,
                     help="run every entry N times and keep the best (a shared machine); N times longer")
     ap.add_argument("extra", nargs="*", help="more flags for edl_bench (after --)")
     args = ap.parse_args()
@@ -620,7 +668,7 @@ def main():
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.json:
         json_path = Path(args.json)
-        data = json.loads(json_path.read_text())
+        data = read_results(json_path)
     else:
         json_path = out_dir / "edl_bench.json"
         if not Path(args.bench).exists():
@@ -628,7 +676,7 @@ def main():
         flt = "." if args.all else args.filter
         seconds = run_bench(args.bench, json_path, flt, args.min_time, args.repetitions, args.extra)
         # Keep what the JSON cannot know in its context, so --json can rebuild the same report.
-        data = json.loads(json_path.read_text())
+        data = read_results(json_path, flt)
         env = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "EDL_BENCH_REFERENCE")
                         if k in os.environ)
         data.setdefault("context", {}).update(edl_commit=git_commit(), edl_run_seconds=round(seconds, 1),
