@@ -627,26 +627,17 @@ def read_results(json_path, flt=None):
     return data
 
 
-def positive_number(text):
-    """argparse type of --min-time: seconds, above zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, e.g. 0.05; got '{text}'")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0; got {text}")
-    return text
-
-
-def at_least_one(text):
-    """argparse type of --repetitions: a count, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number; got '{text}'")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
-    return value
+def checked(convert, ok, need):
+    """An argparse type: convert(text), refused naming `need` when that fails or not ok(value)."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {need}; got '{text}'")
+        return value
+    return parse
 
 
 def main():
@@ -657,9 +648,9 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"), help="output directory (bench/results)")
     ap.add_argument("--filter", default=REPORT_FILTER, help=f"benchmark filter (default {REPORT_FILTER})")
     ap.add_argument("--all", action="store_true", help="run every entry, per-op ones included (appendix)")
-    ap.add_argument("--min-time", type=positive_number,
+    ap.add_argument("--min-time", type=checked(float, lambda v: 0 < v < float("inf"), "seconds above 0, e.g. 0.05"),
                     help="--benchmark_min_time for a quicker, noisier run (e.g. 0.05)")
-    ap.add_argument("--repetitions", type=at_least_one, default=1,
+    ap.add_argument("--repetitions", type=checked(int, lambda v: v >= 1, "a whole number, at least 1"), default=1,
                     help="run every entry N times and keep the best (a shared machine); N times longer")
     ap.add_argument("extra", nargs="*", help="more flags for edl_bench (after --)")
     args = ap.parse_args()
