@@ -79,8 +79,8 @@ def main():
         parser.error("give at least two binaries: the baseline and a candidate")
     if a.rounds < 1:
         parser.error("--rounds must be at least 1")
-    if not a.min_time > 0:
-        parser.error("--min-time must be above 0 seconds")
+    if not 0 < a.min_time < float("inf"):
+        parser.error("--min-time must be a number of seconds above 0")
     for b in a.binaries:
         if not os.access(b, os.X_OK):
             sys.exit(f"compare: {b} is not an executable file")
