@@ -23,8 +23,9 @@
 //
 // FLOPs: an FMA on a vector of L lanes is 2·L FLOPs (a multiply and an add per lane), so one
 // call is 2 · L · kAcc · kSteps FLOPs. The peak is that of the instruction set this build
-// targets: AVX2+FMA in the native build (-march=native) on a recent x86, SSE2 (no FMA: a
-// multiply and an add) in the portable one, NEON on AArch64.
+// targets: in the native build (-march=native) the widest the build machine has (AVX2+FMA on a
+// recent x86, AVX-512 where it has it), SSE2 (no FMA: a multiply and an add) in the portable
+// one, NEON on AArch64.
 //
 //   build/bench/edl_bench --benchmark_filter='^peak/'
 //   build/bench/edl_bench --benchmark_filter='^gemm/' --benchmark_min_time=0.05

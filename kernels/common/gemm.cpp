@@ -2,7 +2,7 @@
 // Framework for Rapidly Instantiating BLAS Functionality", 2015), packing, and threads.
 //
 //   for jc in N step NC            5th loop: a panel of B that fits the L3 cache
-//     for pc in K step KC          4th loop: its KC rows are packed once into Bp
+//     for pc in K step kc <= KC    4th loop: its kc rows are packed once into Bp (equal blocks)
 //       for ic in M step MC        3rd loop: a block of A that fits the L2 cache, packed into Ap  <- threads
 //                                  (and the 2nd loop's panels too when there are few blocks);
 //                                  with enough columns, threads split N instead, each running
@@ -201,7 +201,8 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   constexpr int64_t kBpFloats = KC * ((NC + kGemmNR - 1) / kGemmNR * kGemmNR);
   float* ap_all = scratch_a.get(MC * KC * threads);
   // Blocks of A of equal size (a multiple of MR, at most MC), so that threads taking equal
-  // numbers of blocks get equal work: M = 128 is two blocks of 66 and 62 rows, not 120 and 8.
+  // numbers of blocks get equal work: with AVX-512 (MC = 480) M = 500 is two blocks of 256 and
+  // 244 rows, not 480 and 20.
   const int64_t m_blocks = (M + MC - 1) / MC;
   const int64_t mcb = ((M + m_blocks - 1) / m_blocks + kGemmMR - 1) / kGemmMR * kGemmMR;
   const int64_t all_panels = (N + kGemmNR - 1) / kGemmNR;
@@ -216,7 +217,7 @@ void gemm_f32_packed(int64_t M, int64_t N, int64_t K, const GemmPacker& packer, 
   // loops on it alone, packing its own panels of B and every block of A — no barrier, and equal
   // shares whatever M is. Shared panels cost two barriers per KC×NC block of B, and their
   // tasks (blocks of A × slices of B) split unevenly when M is not a multiple of the blocks
-  // (M = 128: blocks of 66 and 62 rows). The price is packing A once per thread instead of
+  // (M = 500 with AVX-512: blocks of 256 and 244 rows). The price is packing A once per thread instead of
   // once, which pays while each thread's columns are many (at least kOwnColumns of them)
   // and is why products with few columns keep the shared panels.
   // - One block of A and at least 4 panels per thread (the im2col products of every ResNet-20
