@@ -650,7 +650,7 @@ def main():
     ap.add_argument("--all", action="store_true", help="run every entry, per-op ones included (appendix)")
     ap.add_argument("--min-time", type=checked(float, lambda v: 0 < v < float("inf"), "seconds above 0, e.g. 0.05"),
                     help="--benchmark_min_time for a quicker, noisier run (e.g. 0.05)")
-    ap.add_argument("--repetitions", type=checked(int, lambda v: v >= 1, "a whole number, at least 1"), default=1,
+    ap.add_argument("--repetitions", default=1, type=checked(int, lambda v: v >= 1, "a whole number, at least 1"),
                     help="run every entry N times and keep the best (a shared machine); N times longer")
     ap.add_argument("extra", nargs="*", help="more flags for edl_bench (after --)")
     args = ap.parse_args()
