@@ -123,7 +123,9 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
   // product (fused_dw), 5 chunks of 2; with 4 groups, the direct weight gradient's ranges of blocks
   // spanning groups), implicit with packed panels (stride 2 on 9×9), implicit on phase planes
   // (stride 2 on 16×62: dx as four products by phases, dw through im2col; with 2 groups of 8
-  // output channels on 16×32, dw runs down the phase planes),
+  // output channels on 16×32, dw runs down the phase planes; with one group on 16×16, threads
+  // take input channels for dw: 5 channels split 2 + 3 and 1 + 2 + 2, and 1 channel, which
+  // leaves threads without any),
   // implicit with panels spanning images (3×3
   // maps), implicit with rows of 15 read in place, implicit with the weight gradient as one
   // GEMM (128 channels, 3 images of 10×10: two blocks of depth), im2col (with several
@@ -140,6 +142,8 @@ TEST_CASE("conv2d: every variant's forward and gradients are bitwise identical f
                         Case{"implicit", {4, 8, 9, 9}, {6, 8, 3, 3}, 2, 1, 1},
                         Case{"implicit", {3, 4, 16, 62}, {5, 4, 3, 3}, 2, 1, 1},
                         Case{"implicit", {2, 8, 16, 32}, {16, 4, 3, 3}, 2, 1, 2},
+                        Case{"implicit", {3, 5, 16, 16}, {8, 5, 3, 3}, 2, 1, 1},
+                        Case{"implicit", {2, 1, 16, 16}, {8, 1, 3, 3}, 2, 1, 1},
                         Case{"implicit", {35, 8, 3, 3}, {6, 8, 3, 3}, 1, 1, 1},
                         Case{"im2col", {4, 8, 9, 9}, {6, 4, 3, 3}, 1, 1, 2},
                         Case{"im2col", {48, 8, 8, 8}, {6, 4, 3, 3}, 1, 1, 2},
