@@ -505,11 +505,10 @@ void conv2d_wgrad_direct(const float* x, const float* dy, float* dw, const Conv2
   // the same order as before: the same dw, bit for bit, for any thread count. (With AVX-512 a
   // channel's sums, KK·kL = 144 floats, are whole cache lines of the 64-byte aligned part;
   // with narrower vectors two threads' channels can share a line at their border, which costs
-  // a little speed, not correctness.) AVX-512, 2
-  // threads, three alternating runs (layers bench): ResNet-20's 16 -> 32 dw 2.45-2.50 ->
-  // 2.10-2.23 ms, 32 -> 64 2.52-2.65 -> 2.21-2.23 ms; 1 thread unchanged. In training (edl train
-  // --profile-shapes, 39 steps, three alternating pairs) their backward 212-216 -> 191-194 and
-  // 191-194 -> 180-190 ms.
+  // a little speed, not correctness.) AVX-512, 2 threads, three alternating runs (layers
+  // bench): ResNet-20's 16 -> 32 dw 2.45-2.50 -> 2.10-2.23 ms, 32 -> 64 2.52-2.65 -> 2.21-2.23
+  // ms; 1 thread unchanged. In training (edl train --profile-shapes, 39 steps, three
+  // alternating pairs) their backward 212-216 -> 191-194 and 191-194 -> 180-190 ms.
   if (wd.phases && s.groups == 1) {
     ScratchBuffer part_buf;
     float* part = part_buf.get(wd.tasks * wd.block_floats);
